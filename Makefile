@@ -1,0 +1,33 @@
+# Liaison — developer entry points. Needs only python3 (>= 3.11, with venv) and make.
+
+PYTHON ?= python3
+VENV   := .venv
+PY     := $(VENV)/bin/python
+STAMP  := $(VENV)/.installed
+VECTORS ?= ../shared/mls/test-vectors
+
+.PHONY: install test run lint vectors bench
+
+install: $(STAMP)
+
+# Re-installs only when pyproject.toml changes (or the venv is missing).
+$(STAMP): pyproject.toml
+	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -e '.[dev]'
+	@touch $@
+
+test: install
+	$(PY) -m pytest
+
+run: install
+	$(PY) -m app
+
+lint: install
+	$(PY) -m ruff check .
+
+vectors: install
+	$(PY) -m crypto.vectors $(VECTORS)
+
+bench: install
+	$(PY) bench/crypto_bench.py

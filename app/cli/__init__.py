@@ -1,0 +1,1 @@
+"""Command-line client built on the app.client engine."""

@@ -1,0 +1,1 @@
+"""Headless client engine: session, sync, outbox, rooms, files, FHIR; never imports Flet."""

@@ -1,0 +1,1 @@
+"""Flet views and view-models; nothing imports this package."""

@@ -1,0 +1,1 @@
+"""Wire contract: versioned pydantic models of every frame and REST body (app and relay)."""

@@ -1,0 +1,1 @@
+"""Thin relay server: auth, directory, KeyPackages, MLS delivery, encrypted blobs, audit trail."""

@@ -1,0 +1,1 @@
+"""Device's encrypted cache: SQLCipher database, migrations, repositories, search, keyring."""
