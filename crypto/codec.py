@@ -8,11 +8,12 @@ and truncated input raise ``DecodeError``, so a malformed frame never reaches th
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import inspect
 import struct as _struct
 import typing
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Any, ClassVar, Generic, Self, TypeVar
 
 from crypto.errors import DecodeError
@@ -228,6 +229,20 @@ def codec_of(spec: Any) -> Codec[Any]:
     raise TypeError(f"no wire codec for {spec!r}")
 
 
+_decode_cache = True
+
+
+@contextlib.contextmanager
+def fresh_encoding() -> Iterator[None]:
+    """Decode without remembering wire bytes, so re-serializing exercises every encoder."""
+    global _decode_cache
+    _decode_cache = False
+    try:
+        yield
+    finally:
+        _decode_cache = True
+
+
 class Struct:
     """Base of every wire struct: ``serialize`` and strict ``deserialize``."""
 
@@ -262,7 +277,8 @@ class Struct:
     def decode_from(cls, r: Reader) -> Self:
         start = r.pos
         v = cls._decode(r)
-        v.__dict__["_wire"] = r.data[start : r.pos]
+        if _decode_cache:
+            v.__dict__["_wire"] = r.data[start : r.pos]
         return v
 
     def _encode(self, w: bytearray) -> None:

@@ -171,8 +171,6 @@ class DocumentDecryptor:
 
     def feed(self, data: bytes) -> bytes:
         """Take the next ciphertext bytes; return the plaintext of the chunks they complete."""
-        if self._final_seen and data:
-            raise DecryptError("data after the final chunk")
         self._hash.update(data)
         self._buf += data
         if self._header is None:

@@ -11,6 +11,15 @@ from collections.abc import Iterator
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from nacl.bindings import (
+    crypto_secretstream_xchacha20poly1305_init_push,
+    crypto_secretstream_xchacha20poly1305_push,
+    crypto_secretstream_xchacha20poly1305_state,
+)
+from nacl.bindings import crypto_secretstream_xchacha20poly1305_TAG_FINAL as TAG_FINAL
+from nacl.bindings import crypto_secretstream_xchacha20poly1305_TAG_MESSAGE as TAG_MESSAGE
+from nacl.bindings import crypto_secretstream_xchacha20poly1305_TAG_PUSH as TAG_PUSH
+from nacl.bindings import crypto_secretstream_xchacha20poly1305_TAG_REKEY as TAG_REKEY
 
 from crypto.document import (
     ABYTES,
@@ -73,7 +82,7 @@ def test_round_trip(size: int) -> None:
     # header, full chunks, then a final chunk with the remainder (possibly empty)
     assert len(blob) == HEADER_SIZE + size + (size // CS + 1) * ABYTES
     assert blob.startswith(MAGIC + b"\x01" + struct.pack(">I", CS))
-    assert plaintext not in blob or size == 0
+    assert size < 16 or plaintext[:16] not in blob
     assert decrypt(blob, doc.key, doc.ciphertext_sha256) == plaintext
 
 
@@ -182,7 +191,7 @@ def test_truncation_anywhere_is_detected(keep: int) -> None:
 def test_reordered_chunks_are_detected() -> None:
     blob, key = encrypt(pattern(5 * CS + 3))
     fr = frames(blob)
-    swapped = fr[:2] + [fr[3], fr[2]] + fr[4:]
+    swapped = [*fr[:2], fr[3], fr[2], *fr[4:]]
     with pytest.raises(DecryptError):
         decrypt(b"".join(swapped), key)
 
@@ -285,12 +294,58 @@ def test_decryptor_refuses_more_input_after_final() -> None:
         dec.feed(b"x")
 
 
+def forge(chunks: list[tuple[bytes, int]], key: bytes, chunk_size: int = CS) -> bytes:
+    """Build a blob from the format spec directly, as a key-holding (malicious) sender could."""
+    state = crypto_secretstream_xchacha20poly1305_state()
+    stream_header = crypto_secretstream_xchacha20poly1305_init_push(state, key)
+    header = MAGIC + b"\x01" + struct.pack(">I", chunk_size) + stream_header
+    return header + b"".join(
+        crypto_secretstream_xchacha20poly1305_push(state, m, header, tag) for m, tag in chunks
+    )
+
+
+def test_blob_built_from_the_spec_decrypts() -> None:
+    key = bytes(32)
+    blob = forge([(b"a" * CS, TAG_MESSAGE), (b"b" * 3, TAG_FINAL)], key)
+    assert decrypt(blob, key) == b"a" * CS + b"bbb"
+
+
+@pytest.mark.parametrize(
+    "chunks",
+    [
+        [(b"short", TAG_MESSAGE)],  # last chunk not final
+        [(b"a" * CS, TAG_MESSAGE), (b"x", TAG_PUSH), (b"", TAG_FINAL)],  # foreign tag
+        [(b"a" * CS, TAG_REKEY), (b"", TAG_FINAL)],
+        [(b"a" * CS, TAG_FINAL), (b"b" * CS, TAG_MESSAGE)],  # a chunk after the final one
+    ],
+)
+def test_forged_streams_from_a_key_holder_are_refused(chunks: list[tuple[bytes, int]]) -> None:
+    key = bytes(32)
+    with pytest.raises(DecryptError):
+        decrypt(forge(chunks, key), key)
+
+
+def test_trailing_bytes_after_a_full_size_final_chunk_are_detected() -> None:
+    enc = DocumentEncryptor(chunk_size=CS)
+    blob = enc.header() + enc.push(pattern(CS), final=True)
+    key = enc.result().key
+    assert decrypt(blob, key) == pattern(CS)
+    for extra in (b"x", bytes(CS + ABYTES)):
+        with pytest.raises(DecryptError):
+            decrypt(blob + extra, key)
+        dec = DocumentDecryptor(key)
+        dec.feed(blob)
+        with pytest.raises(DecryptError):
+            dec.feed(extra)
+
+
 # --- streaming ------------------------------------------------------------------------------
 
 
 def generated_source(total: int, piece: int) -> Iterator[bytes]:
-    for i in range(total // piece):
-        yield bytes((i % 251,)) * piece
+    """``total`` bytes in pieces, made on demand so the source itself holds one piece."""
+    for i, start in enumerate(range(0, total, piece)):
+        yield bytes((i % 251,)) * min(piece, total - start)
 
 
 def test_encryption_and_decryption_stream_in_bounded_memory() -> None:

@@ -1,0 +1,29 @@
+"""secret-tree.json: sender-data keys and per-leaf ratchet keys (RFC 9420 §6.3.2, §9)."""
+
+from __future__ import annotations
+
+from crypto.framing import _sender_data_key_nonce
+from crypto.secret_tree import APPLICATION, HANDSHAKE, SecretTree
+from crypto.vectors.common import Case, case_suite, expect, unhex
+
+_KINDS = ((HANDSHAKE, "handshake"), (APPLICATION, "application"))
+
+
+def check(case: Case) -> None:
+    cs = case_suite(case)
+    sd = case["sender_data"]
+    key, nonce = _sender_data_key_nonce(cs, unhex(sd["sender_data_secret"]),
+                                        unhex(sd["ciphertext"]))
+    expect("sender_data key", key, unhex(sd["key"]))
+    expect("sender_data nonce", nonce, unhex(sd["nonce"]))
+
+    leaves = case["leaves"]
+    # key_for consumes each key, so every (leaf, kind, generation) is asked for exactly once.
+    tree = SecretTree(cs, unhex(case["encryption_secret"]), len(leaves))
+    for leaf, generations in enumerate(leaves):
+        for g in generations:
+            for kind, name in _KINDS:
+                key, nonce = tree.key_for(leaf, kind, g["generation"])
+                where = f"leaf {leaf} generation {g['generation']}"
+                expect(f"{where} {name}_key", key, unhex(g[f"{name}_key"]))
+                expect(f"{where} {name}_nonce", nonce, unhex(g[f"{name}_nonce"]))
