@@ -13,17 +13,16 @@ from dataclasses import dataclass, field
 
 from crypto import extensions as ext
 from crypto import framing as fr
+from crypto import group_state as gs_
 from crypto import key_schedule as ks
 from crypto import proposals as prop
 from crypto import tree_math as tm
 from crypto import treekem
 from crypto.cipher_suite import CipherSuite, Random, suite
-from crypto.codec import OPAQUE, Reader
+from crypto.codec import Reader, opaque
 from crypto.commit import Commit
 from crypto.credential import Credential, CredentialValidator
 from crypto.errors import (
-    CredentialError,
-    DecodeError,
     DecryptError,
     MLSError,
     StaleEpochError,
@@ -32,16 +31,18 @@ from crypto.errors import (
 )
 from crypto.group_context import GroupContext
 from crypto.key_package import KeyPackage
-from crypto.leaf_node import COMMIT, KEY_PACKAGE, UPDATE, LeafNode
+from crypto.leaf_node import COMMIT, KEY_PACKAGE, UPDATE, LeafNode, Lifetime
 from crypto.message import MLSMessage
+from crypto.primitives import ed25519_public
 from crypto.psk import EXTERNAL, RESUMPTION, USAGE_APPLICATION, PreSharedKeyID, psk_secret
 from crypto.ratchet_tree import RatchetTree
-from crypto.secret_tree import SecretTree
+from crypto.secret_tree import NodeSecret, SecretTree
 from crypto.welcome import EncryptedGroupSecrets, GroupInfo, GroupSecrets, Welcome
 
 _PATH_REQUIRED = frozenset({prop.UPDATE, prop.REMOVE, prop.EXTERNAL_INIT,
                             prop.GROUP_CONTEXT_EXTENSIONS})
 RESUMPTION_PSKS_KEPT = 8
+FOREVER = Lifetime(0, 2**64 - 1)
 
 
 # -- events returned by Group.process --------------------------------------------------------------
@@ -88,27 +89,19 @@ def create_key_package(
     signature_priv: bytes,
     *,
     capabilities: ext.Capabilities | None = None,
-    lifetime: tuple[int, int] = (0, 2**64 - 1),
+    lifetime: Lifetime | None = None,
     extensions: list[ext.Extension] | None = None,
     random: Random = os.urandom,
 ) -> tuple[KeyPackage, KeyPackageSecrets]:
-    from crypto.leaf_node import Lifetime
-
     init_priv, init_pub = cs.derive_key_pair(random(32))
     enc_priv, enc_pub = cs.derive_key_pair(random(32))
-    leaf = LeafNode(enc_pub, _signature_public(signature_priv), credential,
+    leaf = LeafNode(enc_pub, ed25519_public(signature_priv), credential,
                     capabilities or default_capabilities(cs, credential), KEY_PACKAGE,
-                    Lifetime(*lifetime), b"", [], b"").signed(cs, signature_priv)
+                    lifetime or FOREVER, b"", [], b"").signed(cs, signature_priv)
     unsigned = KeyPackage(ext.PROTOCOL_VERSION_MLS10, cs.id, init_pub, leaf, extensions or [], b"")
     sig = cs.sign_with_label(signature_priv, b"KeyPackageTBS", unsigned.tbs())
     kp = dataclasses.replace(unsigned, signature=sig)
     return kp, KeyPackageSecrets(init_priv, enc_priv, signature_priv)
-
-
-def _signature_public(priv: bytes) -> bytes:
-    from crypto.primitives import ed25519_public
-
-    return ed25519_public(priv)
 
 
 def default_capabilities(cs: CipherSuite, credential: Credential) -> ext.Capabilities:
@@ -195,12 +188,12 @@ class Group:
         random: Random = os.urandom,
     ) -> Group:
         """A one-member group at epoch 0 (RFC 9420 §11)."""
-        sig_pub = _signature_public(signature_priv)
+        sig_pub = ed25519_public(signature_priv)
         validator(credential, sig_pub)
         enc_priv, enc_pub = cs.derive_key_pair(random(32))
         leaf = LeafNode(enc_pub, sig_pub, credential,
                         capabilities or default_capabilities(cs, credential), KEY_PACKAGE,
-                        _forever(), b"", [], b"").signed(cs, signature_priv)
+                        FOREVER, b"", [], b"").signed(cs, signature_priv)
         tree = RatchetTree.with_one_leaf(cs, leaf)
         exts = extensions or []
         ext.check_unique(exts)
@@ -209,11 +202,11 @@ class Group:
         secrets = ks.from_joiner(cs, random(cs.nh), bytes(cs.nh), ctx.serialize())
         tag = cs.mac(secrets.confirmation_key, b"")
         return cls(cs, ctx, tree, 0, signature_priv, {0: enc_priv}, secrets,
-                   cs.hash(OPAQUE_(tag)), SecretTree(cs, secrets.encryption_secret, 1),
+                   cs.hash(opaque(tag)), SecretTree(cs, secrets.encryption_secret, 1),
                    validator, resumption_psks={0: secrets.resumption_psk})
 
     # -- application messages ----------------------------------------------------------------
-    def encrypt(self, data: bytes, authenticated_data: b"" = b"", *, padding: int = 0,
+    def encrypt(self, data: bytes, authenticated_data: bytes = b"", *, padding: int = 0,
                 random: Random = os.urandom) -> bytes:
         self._require_active()
         content = fr.FramedContent(self.group_id, self.epoch, fr.Sender(fr.MEMBER, self.my_leaf),
@@ -238,14 +231,20 @@ class Group:
 
     # -- receiving ---------------------------------------------------------------------------
     def process(self, message: bytes | MLSMessage) -> Event:
-        """Verify and apply one message; on any failure the group is unchanged."""
+        """Verify and apply one message; on any failure the group is unchanged.
+
+        Every refusal is an ``MLSError``; stray exceptions from hostile input are wrapped.
+        """
         self._require_active()
         try:
-            msg = message if isinstance(message, MLSMessage) else MLSMessage.deserialize(message)
-        except (DecodeError, UnsupportedError):
+            return self._process(message)
+        except MLSError:
             raise
-        except (ValueError, IndexError) as e:
-            raise DecodeError(f"malformed message: {e}") from None
+        except (AssertionError, KeyError, IndexError, ValueError, TypeError) as e:
+            raise ValidationError(f"message refused: {type(e).__name__}: {e}") from None
+
+    def _process(self, message: bytes | MLSMessage) -> Event:
+        msg = message if isinstance(message, MLSMessage) else MLSMessage.deserialize(message)
         body = msg.body
         if not isinstance(body, fr.PublicMessage | fr.PrivateMessage):
             raise ValidationError("not a group message")
@@ -496,8 +495,8 @@ class Group:
         tag = work.cs.mac(work.secrets.confirmation_key, work.context.confirmed_transcript_hash)
         ac = fr.AuthenticatedContent(wf, content, fr.AuthData(sig, tag))
         work.interim_transcript_hash = self.cs.hash(
-            work.context.confirmed_transcript_hash + OPAQUE_(tag))
-        message = self._frame(ac, random=random) if True else b""
+            work.context.confirmed_transcript_hash + opaque(tag))
+        message = self._frame(ac, random=random)
         # private keys of the committer after the commit
         work.private_keys = {2 * self.my_leaf: new_leaf_priv} if need_path else {
             k: v for k, v in work.private_keys.items() if work.tree.nodes[k] is not None}
@@ -648,16 +647,20 @@ class Group:
                 if pr is None:
                     raise ValidationError("commit references an unknown proposal")
                 resolved.append((pr.proposal, pr.sender))
-        old_ctx = self._ctx()
         applied = self._apply_proposals(resolved, committer)
         removed_me = self.my_leaf in applied.removed
         need_path = not resolved or any(p.proposal_type in _PATH_REQUIRED for p, _ in resolved)
         if need_path and commit.path is None:
             raise ValidationError("commit lacks a required UpdatePath")
+        if removed_me:
+            # we cannot derive the next epoch, and need not: we are out of the group
+            self.active = False
+            self.proposals = {}
+            return CommitApplied(sender, self.epoch + 1, applied.added, applied.removed,
+                                 applied.updated, True)
         commit_secret = bytes(self.cs.nh)
         if commit.path is not None:
-            commit_secret = self._apply_path(commit.path, committer, applied, removed_me)
-        del old_ctx
+            commit_secret = self._apply_path(commit.path, committer, applied)
         self._advance_epoch(ac, commit_secret, applied.psks)
         tag = ac.auth.confirmation_tag
         assert tag is not None
@@ -665,16 +668,14 @@ class Group:
                                   self.context.confirmed_transcript_hash, tag):
             raise ValidationError("confirmation tag does not match: commit refused")
         self.interim_transcript_hash = self.cs.hash(
-            self.context.confirmed_transcript_hash + OPAQUE_(tag))
+            self.context.confirmed_transcript_hash + opaque(tag))
         self.proposals = {}
         self.own_update_keys = {}
-        if removed_me:
-            self.active = False
         return CommitApplied(sender, self.epoch, applied.added, applied.removed, applied.updated,
-                             removed_me)
+                             False)
 
-    def _apply_path(self, path: treekem.UpdatePath, committer: int, applied: Group._Applied,
-                    removed_me: bool) -> bytes:
+    def _apply_path(self, path: treekem.UpdatePath, committer: int,
+                    applied: Group._Applied) -> bytes:
         cs, tree = self.cs, self.tree
         leaf = path.leaf_node
         if leaf.leaf_node_source != COMMIT:
@@ -697,14 +698,10 @@ class Group:
         for k in [k for k in self.private_keys if k % 2 == 1 and
                   (k >= len(tree.nodes) or k in {p for p, _ in fdp} or tree.nodes[k] is None)]:
             del self.private_keys[k]
-        if removed_me:
-            return bytes(cs.nh)  # we cannot decrypt, and need not: we are out
         provisional = dataclasses.replace(
             self.context, epoch=self.epoch + 1, tree_hash=tree.tree_hash()).serialize()
         i, secret = treekem.decrypt_path(cs, decrypt_tree, committer, self.my_leaf, path,
-                                         provisional, set(applied.added),
-                                         self.private_keys | {2 * self.my_leaf:
-                                                              self.private_keys[2 * self.my_leaf]})
+                                         provisional, set(applied.added), self.private_keys)
         secrets, commit_secret = treekem.derive_path(cs, secret, len(fdp) - i)
         for (p, _), s in zip(fdp[i:], secrets, strict=True):
             priv, pub = treekem.node_key_pair(cs, s)
@@ -718,7 +715,7 @@ class Group:
     # -- welcome -----------------------------------------------------------------------------
     def _group_info(self, with_tree: bool) -> GroupInfo:
         exts = [ext.Extension(ext.EXTERNAL_PUB,
-                              OPAQUE_(ks.external_pub(self.cs, self.secrets.external_secret)))]
+                              opaque(ks.external_pub(self.cs, self.secrets.external_secret)))]
         if with_tree:
             exts.insert(0, ext.Extension(ext.RATCHET_TREE, self.tree.to_wire()))
         tag = self.cs.mac(self.secrets.confirmation_key, self.context.confirmed_transcript_hash)
@@ -819,10 +816,41 @@ class Group:
         if not cs.verify_mac(epoch.confirmation_key, ctx.confirmed_transcript_hash,
                              gi.confirmation_tag):
             raise ValidationError("GroupInfo confirmation tag is invalid")
-        interim = cs.hash(ctx.confirmed_transcript_hash + OPAQUE_(gi.confirmation_tag))
+        interim = cs.hash(ctx.confirmed_transcript_hash + opaque(gi.confirmation_tag))
         return cls(cs, ctx, tree, my_leaf, secrets.signature_priv, private_keys, epoch, interim,
                    SecretTree(cs, epoch.encryption_secret, tree.n_leaves), validator,
                    external_psks=psk_store, resumption_psks={ctx.epoch: epoch.resumption_psk})
+
+    # -- persistence -------------------------------------------------------------------------
+    def export_state(self) -> bytes:
+        """Everything needed to resume this member, secrets included: store it encrypted."""
+        return gs_.GroupState(
+            gs_.STATE_VERSION, self.cs.id, self.context, self.tree.to_wire(), self.my_leaf,
+            self.signature_priv,
+            [NodeSecret(n, k) for n, k in sorted(self.private_keys.items())],
+            gs_.secrets_to_list(self.secrets), self.interim_transcript_hash,
+            self.secret_tree.to_state(),
+            [gs_.Entry(k, v) for k, v in sorted(self.external_psks.items())],
+            [gs_.EpochPsk(e, v) for e, v in sorted(self.resumption_psks.items())],
+            [gs_.StoredProposal(r, p.proposal, p.sender) for r, p in self.proposals.items()],
+            [gs_.Entry(k, v) for k, v in sorted(self.own_update_keys.items())],
+            int(self.active)).serialize()
+
+    @classmethod
+    def import_state(cls, data: bytes, validator: CredentialValidator) -> Group:
+        st = gs_.decode(data)
+        cs = suite(st.cipher_suite)
+        tree = RatchetTree.from_wire(cs, st.tree)
+        secret_tree = SecretTree.from_state(cs, st.secret_tree)
+        return cls(cs, st.context, tree, st.my_leaf, st.signature_priv,
+                   {n.node: n.secret for n in st.private_keys},
+                   gs_.secrets_from_list(st.epoch_secrets), st.interim_transcript_hash,
+                   secret_tree, validator,
+                   external_psks={e.key: e.value for e in st.external_psks},
+                   resumption_psks={e.epoch: e.psk for e in st.resumption_psks},
+                   proposals={p.ref: _Proposed(p.proposal, p.sender) for p in st.proposals},
+                   own_update_keys={e.key: e.value for e in st.own_update_keys},
+                   active=bool(st.active), max_skip=secret_tree.max_skip)
 
     def _require_active(self) -> None:
         if not self.active:
@@ -835,17 +863,3 @@ def _targets(pr: _Proposed, leaf: int) -> bool:
         isinstance(body, prop.Update) and pr.sender.index == leaf)
 
 
-def _forever() -> object:
-    from crypto.leaf_node import Lifetime
-
-    return Lifetime(0, 2**64 - 1)
-
-
-def OPAQUE_(data: bytes) -> bytes:  # noqa: N802
-    from crypto.codec import opaque
-
-    return opaque(data)
-
-
-__all__ = ["ApplicationMessage", "CommitApplied", "CredentialError", "Group", "MLSError",
-           "ProposalReceived", "create_key_package"]

@@ -8,14 +8,48 @@ but a replayed generation finds no key.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Annotated
 
 from crypto import tree_math as tm
 from crypto.cipher_suite import CipherSuite
+from crypto.codec import OPAQUE, U8, U32, Struct, Vec, struct
 from crypto.errors import ReplayError, ValidationError
 
 HANDSHAKE = 0
 APPLICATION = 1
 _LABELS = (b"handshake", b"application")
+
+
+@struct
+class NodeSecret(Struct):
+    node: Annotated[int, U32]
+    secret: Annotated[bytes, OPAQUE]
+
+
+@struct
+class SkippedKey(Struct):
+    generation: Annotated[int, U32]
+    key: Annotated[bytes, OPAQUE]
+    nonce: Annotated[bytes, OPAQUE]
+
+
+@struct
+class RatchetState(Struct):
+    leaf: Annotated[int, U32]
+    kind: Annotated[int, U8]
+    secret: Annotated[bytes, OPAQUE]
+    generation: Annotated[int, U32]
+    skipped: Annotated[list[SkippedKey], Vec(SkippedKey)]
+
+
+@struct
+class SecretTreeState(Struct):
+    """The secret tree's wire form inside an exported group state."""
+
+    n_leaves: Annotated[int, U32]
+    max_skip: Annotated[int, U32]
+    nodes: Annotated[list[NodeSecret], Vec(NodeSecret)]
+    ratchets: Annotated[list[RatchetState], Vec(RatchetState)]
 
 
 @dataclass
@@ -44,6 +78,25 @@ class SecretTree:
                        for k, r in self._ratchets.items()}
         return t
 
+    def to_state(self) -> SecretTreeState:
+        return SecretTreeState(
+            self.n_leaves, self.max_skip,
+            [NodeSecret(n, s) for n, s in sorted(self._nodes.items())],
+            [RatchetState(leaf, kind, r.secret, r.generation,
+                          [SkippedKey(g, k, n) for g, (k, n) in sorted(r.skipped.items())])
+             for (leaf, kind), r in sorted(self._ratchets.items())])
+
+    @classmethod
+    def from_state(cls, cs: CipherSuite, state: SecretTreeState) -> SecretTree:
+        t = cls.__new__(cls)
+        t.cs, t.n_leaves, t.max_skip = cs, state.n_leaves, state.max_skip
+        t._nodes = {n.node: n.secret for n in state.nodes}
+        t._ratchets = {(r.leaf, r.kind): _Ratchet(r.secret, r.generation,
+                                                  {s.generation: (s.key, s.nonce)
+                                                   for s in r.skipped})
+                       for r in state.ratchets}
+        return t
+
     def _leaf_secret(self, leaf: int) -> bytes:
         if not 0 <= leaf < self.n_leaves:
             raise ValidationError(f"leaf {leaf} is outside the tree")
@@ -51,13 +104,12 @@ class SecretTree:
         path = [x, *tm.direct_path(x, self.n_leaves)]
         # walk down from the lowest ancestor whose secret is still known
         k = next(i for i, n in enumerate(path) if n in self._nodes)
-        for i in range(k, 0, -1):
-            p, child = path[i], path[i - 1]
+        for p in reversed(path[1 : k + 1]):
             secret = self._nodes.pop(p)
-            lft, rgt = tm.left(p), tm.right(p)
-            self._nodes[lft] = self.cs.expand_with_label(secret, b"tree", b"left", self.cs.nh)
-            self._nodes[rgt] = self.cs.expand_with_label(secret, b"tree", b"right", self.cs.nh)
-            del child
+            self._nodes[tm.left(p)] = self.cs.expand_with_label(secret, b"tree", b"left",
+                                                                self.cs.nh)
+            self._nodes[tm.right(p)] = self.cs.expand_with_label(secret, b"tree", b"right",
+                                                                 self.cs.nh)
         return self._nodes.pop(x)
 
     def _ratchet(self, leaf: int, kind: int) -> _Ratchet:
