@@ -16,7 +16,7 @@ from crypto.commit import Commit
 from crypto.errors import DecodeError, DecryptError, ValidationError
 from crypto.extensions import PROTOCOL_VERSION_MLS10
 from crypto.proposals import Proposal
-from crypto.secret_tree import APPLICATION, HANDSHAKE, SecretTree
+from crypto.secret_tree import APPLICATION, HANDSHAKE, KeyUse, SecretTree
 
 # Wire formats
 PUBLIC_MESSAGE = 1
@@ -253,7 +253,9 @@ class SenderData(Struct):
     reuse_guard: Annotated[bytes, Fixed(4)]
 
 
-def _sender_data_key_nonce(cs: CipherSuite, secret: bytes, ciphertext: bytes) -> tuple[bytes, bytes]:
+def sender_data_key_nonce(
+    cs: CipherSuite, secret: bytes, ciphertext: bytes
+) -> tuple[bytes, bytes]:
     sample = ciphertext[: cs.nh]
     return (cs.expand_with_label(secret, b"key", sample, cs.nk),
             cs.expand_with_label(secret, b"nonce", sample, cs.nn))
@@ -289,7 +291,7 @@ def protect_private(
     pt += bytes(padding)
     aad = _aad(content.group_id, content.epoch, ct_type) + opaque(content.authenticated_data)
     ciphertext = cs.aead.seal(key, _xor_guard(nonce, guard), aad, bytes(pt))
-    sd_key, sd_nonce = _sender_data_key_nonce(cs, sender_data_secret, ciphertext)
+    sd_key, sd_nonce = sender_data_key_nonce(cs, sender_data_secret, ciphertext)
     sender_data = SenderData(content.sender.index, generation, guard).serialize()
     esd = cs.aead.seal(sd_key, sd_nonce, _aad(content.group_id, content.epoch, ct_type),
                        sender_data)
@@ -299,18 +301,19 @@ def protect_private(
 
 def unprotect_private(
     cs: CipherSuite, msg: PrivateMessage, secret_tree: SecretTree, sender_data_secret: bytes
-) -> AuthenticatedContent:
-    """Decrypt a PrivateMessage; consumes the generation's key (pass a copy to stay atomic)."""
-    sd_key, sd_nonce = _sender_data_key_nonce(cs, sender_data_secret, msg.ciphertext)
+) -> tuple[AuthenticatedContent, KeyUse]:
+    """Decrypt a PrivateMessage; the caller consumes the KeyUse once the content checks out."""
+    sd_key, sd_nonce = sender_data_key_nonce(cs, sender_data_secret, msg.ciphertext)
     sd_aad = _aad(msg.group_id, msg.epoch, msg.content_type)
     try:
-        sd = SenderData.deserialize(cs.aead.open(sd_key, sd_nonce, sd_aad, msg.encrypted_sender_data))
+        sd = SenderData.deserialize(
+            cs.aead.open(sd_key, sd_nonce, sd_aad, msg.encrypted_sender_data))
     except DecodeError:
         raise DecryptError("sender data is malformed") from None
     kind = APPLICATION if msg.content_type == APPLICATION_CONTENT else HANDSHAKE
-    key, nonce = secret_tree.key_for(sd.leaf_index, kind, sd.generation)
+    use = secret_tree.key_for(sd.leaf_index, kind, sd.generation)
     aad = sd_aad + opaque(msg.authenticated_data)
-    pt = cs.aead.open(key, _xor_guard(nonce, sd.reuse_guard), aad, msg.ciphertext)
+    pt = cs.aead.open(use.key, _xor_guard(use.nonce, sd.reuse_guard), aad, msg.ciphertext)
     r = Reader(pt)
     body = _decode_body(r, msg.content_type)
     auth = AuthData.decode_from(r, msg.content_type)
@@ -318,4 +321,4 @@ def unprotect_private(
         raise DecodeError("PrivateMessage padding is not all zero")
     content = FramedContent(msg.group_id, msg.epoch, Sender(MEMBER, sd.leaf_index),
                             msg.authenticated_data, body)
-    return AuthenticatedContent(PRIVATE_MESSAGE, content, auth)
+    return AuthenticatedContent(PRIVATE_MESSAGE, content, auth), use

@@ -166,7 +166,8 @@ class Group:
     def _ctx(self) -> bytes:
         return self.context.serialize()
 
-    def _copy(self) -> Group:
+    def clone(self) -> Group:
+        """An independent copy: try an operation on it, keep it only if it succeeds."""
         return dataclasses.replace(
             self, tree=self.tree.copy(), private_keys=dict(self.private_keys),
             secret_tree=self.secret_tree.copy(), proposals=dict(self.proposals),
@@ -254,10 +255,10 @@ class Group:
             raise ValidationError("message is for another group")
         if epoch != self.epoch:
             raise StaleEpochError(f"message is for epoch {epoch}, group is at {self.epoch}")
-        work = self._copy()
+        use = None
         if isinstance(body, fr.PrivateMessage):
-            ac = fr.unprotect_private(self.cs, body, work.secret_tree,
-                                      self.secrets.sender_data_secret)
+            ac, use = fr.unprotect_private(self.cs, body, self.secret_tree,
+                                           self.secrets.sender_data_secret)
         else:
             if body.content.content_type == fr.APPLICATION_CONTENT:
                 raise ValidationError("application data must be sent as a PrivateMessage")
@@ -268,16 +269,17 @@ class Group:
         content = ac.content
         if isinstance(content.content, bytes):
             leaf = self.tree.leaf(content.sender.index)
-            assert leaf is not None
-            event: Event = ApplicationMessage(content.sender.index, leaf.credential,
-                                              content.content, content.authenticated_data)
-            self._adopt(work)
-            return event
+            assert leaf is not None and use is not None
+            self.secret_tree.consume(use)
+            return ApplicationMessage(content.sender.index, leaf.credential, content.content,
+                                      content.authenticated_data)
+        work = self.clone()
         if isinstance(content.content, prop.Proposal):
-            event = work._receive_proposal(ac)
-            self._adopt(work)
-            return event
-        event = work._apply_commit(ac)
+            if use is not None:
+                work.secret_tree.consume(use)
+            event: Event = work._receive_proposal(ac)
+        else:
+            event = work._apply_commit(ac)
         self._adopt(work)
         return event
 
@@ -454,7 +456,7 @@ class Group:
                         and _targets(pr, self.my_leaf))]
         listed = [prop.ProposalOrRef(None, r) for r in refs]
         listed += [prop.ProposalOrRef(p, None) for p in by_value]
-        work = self._copy()
+        work = self.clone()
         resolved = [(self.proposals[r].proposal, self.proposals[r].sender) for r in refs]
         resolved += [(p, me) for p in by_value]
         applied = work._apply_proposals(resolved, committer=self.my_leaf)

@@ -97,29 +97,39 @@ class SecretTree:
                        for r in state.ratchets}
         return t
 
-    def _leaf_secret(self, leaf: int) -> bytes:
+    def _leaf_secret(self, leaf: int, *, keep: bool) -> bytes:
+        """Walk down from the lowest known ancestor; unless ``keep``, derived secrets replace
+        their parents (forward secrecy) and the leaf's secret is handed over."""
         if not 0 <= leaf < self.n_leaves:
             raise ValidationError(f"leaf {leaf} is outside the tree")
         x = 2 * leaf
         path = [x, *tm.direct_path(x, self.n_leaves)]
-        # walk down from the lowest ancestor whose secret is still known
         k = next(i for i, n in enumerate(path) if n in self._nodes)
-        for p in reversed(path[1 : k + 1]):
-            secret = self._nodes.pop(p)
-            self._nodes[tm.left(p)] = self.cs.expand_with_label(secret, b"tree", b"left",
-                                                                self.cs.nh)
-            self._nodes[tm.right(p)] = self.cs.expand_with_label(secret, b"tree", b"right",
-                                                                 self.cs.nh)
-        return self._nodes.pop(x)
+        secret = self._nodes[path[k]]
+        for i in range(k, 0, -1):
+            p, child = path[i], path[i - 1]
+            left = self.cs.expand_with_label(secret, b"tree", b"left", self.cs.nh)
+            right = self.cs.expand_with_label(secret, b"tree", b"right", self.cs.nh)
+            if not keep:
+                del self._nodes[p]
+                self._nodes[tm.left(p)], self._nodes[tm.right(p)] = left, right
+            secret = left if child == tm.left(p) else right
+        if not keep:
+            del self._nodes[x]
+        return secret
 
-    def _ratchet(self, leaf: int, kind: int) -> _Ratchet:
+    def _ratchet(self, leaf: int, kind: int, *, keep: bool = False) -> _Ratchet:
+        """The sender's ratchet; with ``keep`` a throwaway copy that changes nothing."""
         r = self._ratchets.get((leaf, kind))
         if r is None:
-            leaf_secret = self._leaf_secret(leaf)
-            for k in (HANDSHAKE, APPLICATION):
-                self._ratchets[(leaf, k)] = _Ratchet(
-                    self.cs.expand_with_label(leaf_secret, _LABELS[k], b"", self.cs.nh))
-            r = self._ratchets[(leaf, kind)]
+            leaf_secret = self._leaf_secret(leaf, keep=keep)
+            fresh = {k: _Ratchet(self.cs.expand_with_label(leaf_secret, _LABELS[k], b"",
+                                                           self.cs.nh))
+                     for k in (HANDSHAKE, APPLICATION)}
+            if not keep:
+                for k, v in fresh.items():
+                    self._ratchets[(leaf, k)] = v
+            r = fresh[kind]
         return r
 
     def _key_nonce(self, secret: bytes, generation: int) -> tuple[bytes, bytes]:
@@ -127,34 +137,65 @@ class SecretTree:
         return (cs.derive_tree_secret(secret, b"key", generation, cs.nk),
                 cs.derive_tree_secret(secret, b"nonce", generation, cs.nn))
 
-    def _advance(self, r: _Ratchet) -> None:
-        r.secret = self.cs.derive_tree_secret(r.secret, b"secret", r.generation, self.cs.nh)
-        r.generation += 1
+    def _step(self, secret: bytes, generation: int) -> bytes:
+        return self.cs.derive_tree_secret(secret, b"secret", generation, self.cs.nh)
 
     def next_key(self, leaf: int, kind: int) -> tuple[int, bytes, bytes]:
         """The sender's side: the next generation's key and nonce, then forget them."""
         r = self._ratchet(leaf, kind)
         g = r.generation
         key, nonce = self._key_nonce(r.secret, g)
-        self._advance(r)
+        r.secret, r.generation = self._step(r.secret, g), g + 1
         return g, key, nonce
 
-    def key_for(self, leaf: int, kind: int, generation: int) -> tuple[bytes, bytes]:
-        """The receiver's side: the key for a generation, consumed once."""
-        r = self._ratchet(leaf, kind)
+    def key_for(self, leaf: int, kind: int, generation: int) -> KeyUse:
+        """The receiver's side: the key for a generation, without consuming it yet.
+
+        The caller decrypts and verifies, then ``consume``s the KeyUse, so a message that
+        fails a check leaves the ratchet as it was and a good one can never be replayed.
+        """
+        r = self._ratchet(leaf, kind, keep=True)
         if generation < r.generation:
-            kn = r.skipped.pop(generation, None)
+            kn = r.skipped.get(generation)
             if kn is None:
                 raise ReplayError(f"generation {generation} of leaf {leaf} was already used "
                                   "or is too old")
-            return kn
+            return KeyUse(leaf, kind, generation, kn[0], kn[1], r.generation, r.secret, {})
         if generation - r.generation > self.max_skip:
             raise ValidationError(f"generation {generation} is too far ahead")
-        while r.generation < generation:
-            r.skipped[r.generation] = self._key_nonce(r.secret, r.generation)
-            self._advance(r)
-        key_nonce = self._key_nonce(r.secret, generation)
-        self._advance(r)
-        for old in [g for g in r.skipped if g < r.generation - self.max_skip]:
+        secret, skipped = r.secret, {}
+        for g in range(r.generation, generation):
+            skipped[g] = self._key_nonce(secret, g)
+            secret = self._step(secret, g)
+        key, nonce = self._key_nonce(secret, generation)
+        return KeyUse(leaf, kind, generation, key, nonce, generation + 1,
+                      self._step(secret, generation), skipped)
+
+    def consume(self, use: KeyUse) -> None:
+        r = self._ratchet(use.leaf, use.kind)
+        if use.generation < r.generation and not use.skipped and use.next_generation == \
+                r.generation:
+            if r.skipped.pop(use.generation, None) is None:
+                raise ReplayError(f"generation {use.generation} was already used")
+            return
+        if use.generation < r.generation:
+            raise ReplayError(f"generation {use.generation} was already used")
+        r.skipped.update(use.skipped)
+        r.secret, r.generation = use.next_secret, use.next_generation
+        floor = r.generation - self.max_skip
+        for old in [g for g in r.skipped if g < floor]:
             del r.skipped[old]
-        return key_nonce
+
+
+@dataclass(frozen=True)
+class KeyUse:
+    """A receiver's key for one generation, and the ratchet state once it is used."""
+
+    leaf: int
+    kind: int
+    generation: int
+    key: bytes
+    nonce: bytes
+    next_generation: int
+    next_secret: bytes
+    skipped: dict[int, tuple[bytes, bytes]]

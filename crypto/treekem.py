@@ -106,7 +106,7 @@ def decrypt_path(
     """
     fdp = tree.filtered_direct_path(sender)
     rx = 2 * receiver
-    for i, (p, s) in enumerate(fdp):
+    for i, (_, s) in enumerate(fdp):
         if not tm.is_in_subtree(s, rx):
             continue
         res = [r for r in tree.resolution(s) if not (r % 2 == 0 and r // 2 in exclude)]

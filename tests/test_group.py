@@ -141,7 +141,7 @@ def test_removed_member_cannot_follow(cs):
 
 
 def test_unattested_key_package_is_refused(cs):
-    org, rnd, a, _ = _pair(cs)
+    _, rnd, a, _ = _pair(cs)
     rogue_org = make_org(99)
     mallory = rogue_org.device("mallory", "laptop", cs, rnd)
     kp, _ = mallory.key_package()

@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from crypto.cipher_suite import CipherSuite, suite
+from crypto.primitives import ed25519_public, x25519_public
 
 Case = dict[str, Any]
 
@@ -25,3 +26,13 @@ def expect(what: str, actual: object, expected: object) -> None:
 
 def _show(value: object) -> str:
     return value.hex() if isinstance(value, bytes) else repr(value)
+
+
+# Both implemented suites use DHKEM(X25519) and Ed25519, so a private key's public half is
+# one primitive away; a vector's key pair is checked by recomputing it.
+def expect_hpke_pair(what: str, priv: bytes, pub: bytes) -> None:
+    expect(f"{what}: public key of the private key", x25519_public(priv), pub)
+
+
+def expect_signature_pair(what: str, priv: bytes, pub: bytes) -> None:
+    expect(f"{what}: public key of the private key", ed25519_public(priv), pub)
