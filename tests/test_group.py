@@ -218,3 +218,27 @@ def test_garbage_is_a_decode_error(cs):
     _, _, _, b = _pair(cs)
     with pytest.raises(DecodeError):
         b.process(b"\x00\x01\x00\x02garbage")
+
+
+def test_member_cannot_impersonate_another_member(cs):
+    """Every member can derive every sender's keys; only the signature says who spoke."""
+    from crypto import framing as fr
+    from crypto.message import MLSMessage
+
+    org, rnd, a, b = _pair(cs)
+    carol = org.device("carol", "phone", cs, rnd)
+    kp, sec = carol.key_package()
+    p = a.commit(add=[kp], random=rnd)
+    a.apply(p)
+    b.process(p.message)
+    c = Group.join(p.welcome, kp, sec, org.validator())  # type: ignore[arg-type]
+    forged = fr.FramedContent(c.group_id, c.epoch, fr.Sender(fr.MEMBER, a.my_leaf), b"",
+                              b"Arretez le traitement (signe: Alice)")
+    sig = fr.sign(c.cs, c.signature_priv, fr.PRIVATE_MESSAGE, forged, c.context.serialize())
+    ac = fr.AuthenticatedContent(fr.PRIVATE_MESSAGE, forged, fr.AuthData(sig))
+    wire = MLSMessage(fr.protect_private(c.cs, ac, c.clone().secret_tree,
+                                         c.secrets.sender_data_secret)).serialize()
+    before = b.export_state()
+    with pytest.raises(ValidationError, match="signature"):
+        b.process(wire)
+    assert b.export_state() == before
