@@ -21,17 +21,17 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from crypto import key_schedule as ks  # noqa: E402
-from crypto import tree_math as tm  # noqa: E402
-from crypto.cipher_suite import CipherSuite, suite  # noqa: E402
-from crypto.credential import attest, organisation_validator  # noqa: E402
-from crypto.extensions import PROTOCOL_VERSION_MLS10  # noqa: E402
-from crypto.group import FOREVER, Group, create_key_package, default_capabilities  # noqa: E402
-from crypto.group_context import GroupContext  # noqa: E402
-from crypto.leaf_node import KEY_PACKAGE, LeafNode  # noqa: E402
-from crypto.primitives import ed25519_public  # noqa: E402
-from crypto.ratchet_tree import ParentNode, RatchetTree  # noqa: E402
-from crypto.secret_tree import SecretTree  # noqa: E402
+from crypto import key_schedule as ks
+from crypto import tree_math as tm
+from crypto.cipher_suite import CipherSuite, suite
+from crypto.credential import attest, organisation_validator
+from crypto.extensions import PROTOCOL_VERSION_MLS10
+from crypto.group import FOREVER, Group, create_key_package, default_capabilities
+from crypto.group_context import GroupContext
+from crypto.leaf_node import KEY_PACKAGE, LeafNode
+from crypto.primitives import ed25519_public
+from crypto.ratchet_tree import ParentNode, RatchetTree
+from crypto.secret_tree import SecretTree
 
 ORG_SEED = b"\x07" * 32
 

@@ -32,7 +32,7 @@ class World:
         for _ in range(size - 1):
             self.add(0)
 
-    def _device(self):  # noqa: ANN202
+    def _device(self):
         self.counter += 1
         return self.org.device(f"user-{self.counter}", "phone", self.cs, self.rnd)
 
@@ -40,7 +40,7 @@ class World:
         keys = sorted(self.members)
         return self.members[keys[n % len(keys)]]
 
-    def deliver(self, committer: Group, pending) -> None:  # noqa: ANN001
+    def deliver(self, committer: Group, pending) -> None:
         for g in list(self.members.values()):
             if g is committer:
                 continue
@@ -125,7 +125,7 @@ def test_random_histories_converge(seed: int, size: int, ops: list[tuple[str, in
 
 @settings(max_examples=40, deadline=None)
 @given(seed=st.integers(0, 2**16), data=st.data())
-def test_any_flipped_bit_is_refused_without_state_change(seed: int, data) -> None:  # noqa: ANN001
+def test_any_flipped_bit_is_refused_without_state_change(seed: int, data) -> None:
     w = World(seed, 3)
     sender, receiver = w.pick(0), w.pick(1)
     kind = data.draw(st.sampled_from(["application", "commit", "proposal"]))
