@@ -219,6 +219,8 @@ def _tbm(ac: AuthenticatedContent, group_context: bytes) -> bytes:
 
 def protect_public(cs: CipherSuite, ac: AuthenticatedContent, membership_key: bytes,
                    group_context: bytes) -> PublicMessage:
+    if ac.content.content_type == APPLICATION_CONTENT:
+        raise ValidationError("application data must be sent as a PrivateMessage")
     tag = None
     if ac.content.sender.sender_type == MEMBER:
         tag = cs.mac(membership_key, _tbm(ac, group_context))

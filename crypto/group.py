@@ -396,7 +396,7 @@ class Group:
             return v
         raise UnsupportedError("only external and application resumption PSKs are supported")
 
-    def _propose(self, body: object, *, private: bool = False) -> bytes:
+    def _propose(self, body: object, *, private: bool = True) -> bytes:
         self._require_active()
         p = prop.Proposal.of(body)  # type: ignore[arg-type]
         sender = fr.Sender(fr.MEMBER, self.my_leaf)
@@ -436,11 +436,15 @@ class Group:
         psks: list[bytes] = (),  # type: ignore[assignment]
         extensions: list[ext.Extension] | None = None,
         force_path: bool = True,
-        private: bool = False,
+        private: bool = True,
         ratchet_tree_in_welcome: bool = True,
         random: Random = os.urandom,
     ) -> PendingCommit:
-        """Commit pending proposals plus these changes; apply with ``apply(pending)``."""
+        """Commit pending proposals plus these changes; apply with ``apply(pending)``.
+
+        Liaison sends handshake messages as PrivateMessages: a PublicMessage would show the
+        relay every proposal, room-state change and credential in clear.
+        """
         self._require_active()
         by_value = [prop.Proposal.of(prop.Add(kp)) for kp in add]
         by_value += [prop.Proposal.of(prop.Remove(i)) for i in remove]
@@ -467,26 +471,16 @@ class Group:
         path_secrets: list[bytes] = []
         new_leaf_priv = b""
         if need_path:
-            leaf_priv, leaf_pub = self.cs.derive_key_pair(random(32))
-            new_leaf_priv = leaf_priv
-            fdp = work.tree.filtered_direct_path(self.my_leaf)
-            path_secrets, commit_secret = treekem.derive_path(self.cs, random(self.cs.nh),
-                                                              len(fdp))
-            pubs = [treekem.node_key_pair(self.cs, s)[1] for s in path_secrets]
-            treekem.apply_new_path_keys(work.tree, self.my_leaf, pubs)
-            ph = work.tree.set_path_parent_hashes(self.my_leaf)
-            old = work.tree.leaf(self.my_leaf)
-            assert old is not None
-            leaf = dataclasses.replace(old, encryption_key=leaf_pub, leaf_node_source=COMMIT,
-                                       lifetime=None, parent_hash=ph).signed(
-                self.cs, self.signature_priv, self.group_id, self.my_leaf)
-            work.tree.set_leaf(self.my_leaf, leaf)
-            provisional = dataclasses.replace(
-                work.context, epoch=self.epoch + 1, tree_hash=work.tree.tree_hash(),
-                confirmed_transcript_hash=self.context.confirmed_transcript_hash).serialize()
-            nodes = treekem.encrypt_path(self.cs, work.tree, self.my_leaf, path_secrets,
-                                         provisional, set(applied.added), random)
-            path = treekem.UpdatePath(leaf, nodes)
+            def provisional(tree_hash: bytes) -> bytes:
+                return dataclasses.replace(
+                    work.context, epoch=self.epoch + 1, tree_hash=tree_hash,
+                    confirmed_transcript_hash=self.context.confirmed_transcript_hash,
+                ).serialize()
+
+            new = treekem.create_path(self.cs, work.tree, self.my_leaf, self.signature_priv,
+                                      self.group_id, provisional, set(applied.added), random)
+            path, path_secrets = new.update_path, new.path_secrets
+            commit_secret, new_leaf_priv = new.commit_secret, new.leaf_priv
         commit = Commit(listed, path)
         content = fr.FramedContent(self.group_id, self.epoch, me, b"", commit)
         wf = fr.PRIVATE_MESSAGE if private else fr.PUBLIC_MESSAGE

@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
+import dataclasses
 import os
+from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Annotated
 
 from crypto import tree_math as tm
 from crypto.cipher_suite import CipherSuite, Random
 from crypto.codec import OPAQUE, Struct, Vec, struct
 from crypto.errors import DecryptError, ValidationError
-from crypto.leaf_node import LeafNode
+from crypto.leaf_node import COMMIT, LeafNode
 from crypto.ratchet_tree import ParentNode, RatchetTree
 
 
@@ -45,11 +48,55 @@ def node_key_pair(cs: CipherSuite, path_secret: bytes) -> tuple[bytes, bytes]:
 
 
 def derive_path(cs: CipherSuite, first: bytes, length: int) -> tuple[list[bytes], bytes]:
-    """Path secrets for ``length`` nodes starting at ``first``, and the commit secret."""
-    secrets = [first]
-    for _ in range(length - 1):
-        secrets.append(next_path_secret(cs, secrets[-1]))
-    return secrets, next_path_secret(cs, secrets[-1]) if length else b""
+    """Path secrets for ``length`` nodes starting at ``first``, and the commit secret.
+
+    A lone member has no path: the fresh ``first`` is then the commit secret.
+    """
+    secrets, secret = [], first
+    for _ in range(length):
+        secrets.append(secret)
+        secret = next_path_secret(cs, secret)
+    return secrets, secret
+
+
+@dataclass(frozen=True)
+class NewPath:
+    """What a committer keeps from the UpdatePath it generated."""
+
+    update_path: UpdatePath
+    path_secrets: list[bytes]
+    commit_secret: bytes
+    leaf_priv: bytes
+
+
+def create_path(
+    cs: CipherSuite,
+    tree: RatchetTree,
+    sender: int,
+    signature_priv: bytes,
+    group_id: bytes,
+    context_for: Callable[[bytes], bytes],
+    exclude: set[int],
+    random: Random = os.urandom,
+) -> NewPath:
+    """Refresh ``sender``'s leaf and path in ``tree`` (in place) and encrypt the path secrets.
+
+    ``context_for`` maps the new tree hash to the serialized provisional GroupContext.
+    """
+    leaf_priv, leaf_pub = cs.derive_key_pair(random(32))
+    secrets, commit_secret = derive_path(cs, random(cs.nh),
+                                         len(tree.filtered_direct_path(sender)))
+    apply_new_path_keys(tree, sender, [node_key_pair(cs, s)[1] for s in secrets])
+    old = tree.leaf(sender)
+    assert old is not None
+    leaf = dataclasses.replace(
+        old, encryption_key=leaf_pub, leaf_node_source=COMMIT, lifetime=None,
+        parent_hash=tree.set_path_parent_hashes(sender),
+    ).signed(cs, signature_priv, group_id, sender)
+    tree.set_leaf(sender, leaf)
+    nodes = encrypt_path(cs, tree, sender, secrets, context_for(tree.tree_hash()), exclude,
+                         random)
+    return NewPath(UpdatePath(leaf, nodes), secrets, commit_secret, leaf_priv)
 
 
 def apply_new_path_keys(tree: RatchetTree, sender: int, path_pubs: list[bytes]) -> None:

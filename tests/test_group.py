@@ -242,3 +242,18 @@ def test_member_cannot_impersonate_another_member(cs):
     with pytest.raises(ValidationError, match="signature"):
         b.process(wire)
     assert b.export_state() == before
+
+
+def test_lone_member_can_commit_then_add(cs):
+    rnd = seeded_random(11)
+    org = make_org(11)
+    solo = org.device("alice", "phone", cs, rnd).create_group()
+    p = solo.commit(random=rnd)
+    solo.apply(p)
+    assert solo.epoch == 1
+    bob = org.device("bob", "phone", cs, rnd)
+    kp, sec = bob.key_package()
+    p = solo.commit(add=[kp], random=rnd)
+    solo.apply(p)
+    b = Group.join(p.welcome, kp, sec, org.validator())  # type: ignore[arg-type]
+    assert b.epoch_authenticator == solo.epoch_authenticator

@@ -52,6 +52,15 @@ CORRUPT: dict[str, tuple[str | int, ...]] = {
     "key-schedule": ("epochs", 1, "resumption_psk"),
     "psk_secret": ("psk_secret",),
     "tree-validation": ("tree_hashes", 0),
+    "transcript-hashes": ("interim_transcript_hash_after",),
+    "message-protection": ("application",),
+    "welcome": ("signer_pub",),
+    "tree-operations": ("tree_hash_after",),
+    "treekem": ("update_paths", 0, "commit_secret"),
+    "messages": ("commit",),
+    "passive-client-welcome": ("initial_epoch_authenticator",),
+    "passive-client-handling-commit": ("epochs", 0, "epoch_authenticator"),
+    "passive-client-random": ("epochs", -1, "epoch_authenticator"),
 }
 
 REGISTERED = sorted(CHECKERS)

@@ -18,17 +18,23 @@ from crypto.vectors import (
     crypto_basics,
     deserialization,
     key_schedule,
+    message_protection,
+    messages,
+    passive_client,
     psk_secret,
     secret_tree,
+    transcript_hashes,
     tree_math,
+    tree_operations,
     tree_validation,
+    treekem,
+    welcome,
 )
 from crypto.vectors.common import Case
 
 Check = Callable[[Case], None]
 
-# Vector file stem -> checker. To add a family (message-protection, transcript-hashes, welcome,
-# tree-operations, treekem, messages, passive-client-*): write crypto/vectors/<family>.py with
+# Vector file stem -> checker. To add a family: write crypto/vectors/<family>.py with
 # ``check(case: Case) -> None`` and add one line here.
 CHECKERS: dict[str, Check] = {
     "tree-math": tree_math.check,
@@ -38,6 +44,15 @@ CHECKERS: dict[str, Check] = {
     "key-schedule": key_schedule.check,
     "psk_secret": psk_secret.check,
     "tree-validation": tree_validation.check,
+    "transcript-hashes": transcript_hashes.check,
+    "message-protection": message_protection.check,
+    "welcome": welcome.check,
+    "tree-operations": tree_operations.check,
+    "treekem": treekem.check,
+    "messages": messages.check,
+    "passive-client-welcome": passive_client.check,
+    "passive-client-handling-commit": passive_client.check,
+    "passive-client-random": passive_client.check,
 }
 
 

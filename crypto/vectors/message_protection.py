@@ -9,6 +9,7 @@ from __future__ import annotations
 from crypto import framing as fr
 from crypto.cipher_suite import CipherSuite
 from crypto.commit import Commit
+from crypto.errors import ValidationError
 from crypto.extensions import PROTOCOL_VERSION_MLS10
 from crypto.group_context import GroupContext
 from crypto.message import MLSMessage
@@ -49,7 +50,9 @@ class _Keys:
             ac = body.authenticated()
         else:
             assert isinstance(body, fr.PrivateMessage)
-            ac = fr.unprotect_private(self.cs, body, self.secret_tree(), self.sender_data_secret)
+            # The tree is fresh and thrown away, so the key need not be consumed.
+            ac, _ = fr.unprotect_private(self.cs, body, self.secret_tree(),
+                                         self.sender_data_secret)
         fr.verify(self.cs, self.signature_pub, ac, self.context)
         expect("sender", ac.content.sender, _SENDER)
         expect("group_id", ac.content.group_id, self.group_id)
@@ -92,3 +95,9 @@ def check(case: Case) -> None:
             expect(f"{field} content", _raw(keys.unprotect(unhex(case[field]))), _raw(content))
             expect(f"{field} content, protected afresh",
                    _raw(keys.unprotect(keys.protect(content, wire_format))), _raw(content))
+    try:
+        keys.protect(raws["application"], fr.PUBLIC_MESSAGE)
+    except ValidationError:
+        pass
+    else:
+        raise AssertionError("application data was protected as a PublicMessage")

@@ -7,8 +7,6 @@ same tree, which every other member must decrypt to the same commit secret.
 
 from __future__ import annotations
 
-import dataclasses
-import os
 from dataclasses import dataclass
 
 from crypto import treekem as tk
@@ -46,12 +44,12 @@ class _Group:
     def merge(self, sender: int, path: tk.UpdatePath) -> RatchetTree:
         """The tree after ``path``, checking its leaf and that it is parent-hash valid."""
         leaf = path.leaf_node
-        expect(f"leaf {sender} UpdatePath leaf source", leaf.leaf_node_source, COMMIT)
-        expect(f"leaf {sender} UpdatePath leaf signature",
+        expect(f"path from leaf {sender}: leaf source", leaf.leaf_node_source, COMMIT)
+        expect(f"path from leaf {sender}: leaf signature is valid",
                leaf.verify_signature(self.cs, self.group_id, sender), True)
         tree = self.tree.copy()
         tk.apply_new_path_keys(tree, sender, [n.encryption_key for n in path.nodes])
-        expect(f"leaf {sender} UpdatePath parent_hash", tree.set_path_parent_hashes(sender),
+        expect(f"path from leaf {sender}: leaf parent_hash", tree.set_path_parent_hashes(sender),
                leaf.parent_hash)
         tree.set_leaf(sender, leaf)
         tree.verify_parent_hashes()
@@ -70,21 +68,9 @@ class _Group:
 
     def new_path(self, sender: int, signature_priv: bytes) -> tuple[tk.UpdatePath, bytes]:
         """A fresh UpdatePath from ``sender``, and the commit secret it carries."""
-        cs = self.cs
-        tree = self.tree.copy()
-        path_secrets, commit_secret = tk.derive_path(
-            cs, os.urandom(cs.nh), len(tree.filtered_direct_path(sender)))
-        tk.apply_new_path_keys(tree, sender, [tk.node_key_pair(cs, s)[1] for s in path_secrets])
-        old = tree.leaf(sender)
-        assert old is not None
-        leaf = dataclasses.replace(
-            old, encryption_key=cs.derive_key_pair(os.urandom(32))[1], leaf_node_source=COMMIT,
-            lifetime=None, parent_hash=tree.set_path_parent_hashes(sender),
-        ).signed(cs, signature_priv, self.group_id, sender)
-        tree.set_leaf(sender, leaf)
-        nodes = tk.encrypt_path(cs, tree, sender, path_secrets, self.context(tree.tree_hash()),
-                                set())
-        return tk.UpdatePath(leaf, nodes), commit_secret
+        new = tk.create_path(self.cs, self.tree.copy(), sender, signature_priv, self.group_id,
+                             self.context, set())
+        return new.update_path, new.commit_secret
 
 
 def _private_keys(group: _Group, leaf: Case) -> dict[int, bytes]:
@@ -116,23 +102,24 @@ def check(case: Case) -> None:
     expect("members with private state", sorted(privates), [i for i, _ in group.tree.members()])
     for u in case["update_paths"]:
         sender = u["sender"]
-        with fresh_encoding():
+        with fresh_encoding():  # the tree hash then re-encodes the leaf, not its wire bytes
             path = tk.UpdatePath.deserialize(unhex(u["update_path"]))
         merged = group.merge(sender, path)
-        expect(f"leaf {sender} tree_hash_after", merged.tree_hash(), unhex(u["tree_hash_after"]))
+        expect(f"path from leaf {sender}: tree_hash_after", merged.tree_hash(),
+               unhex(u["tree_hash_after"]))
         context = group.context(merged.tree_hash())
         for j, keys in privates.items():
             if j == sender:
                 continue
             secret, commit_secret = group.receive(sender, path, context, j, keys)
-            expect(f"leaf {j} path secret from leaf {sender}", secret,
+            expect(f"path from leaf {sender}: leaf {j} path secret", secret,
                    unhex(u["path_secrets"][j]))
-            expect(f"leaf {j} commit_secret from leaf {sender}", commit_secret,
+            expect(f"path from leaf {sender}: leaf {j} commit_secret", commit_secret,
                    unhex(u["commit_secret"]))
 
         new_path, new_commit_secret = group.new_path(sender, signature_privs[sender])
         context = group.context(group.merge(sender, new_path).tree_hash())
         for j, keys in privates.items():
             if j != sender:
-                expect(f"leaf {j} commit secret of a fresh path from leaf {sender}",
+                expect(f"fresh path from leaf {sender}: leaf {j} commit secret",
                        group.receive(sender, new_path, context, j, keys)[1], new_commit_secret)
