@@ -1,1 +1,6 @@
-"""Wire contract: versioned pydantic models of every frame and REST body (app and relay)."""
+"""The wire contract between Liaison devices and the relay: versioned pydantic models.
+
+Imported by both sides; imports nothing of theirs.
+"""
+
+PROTOCOL_VERSION = 1

@@ -1,0 +1,109 @@
+"""WebSocket frames (version 1): one JSON text frame each, discriminated by ``type``.
+
+Device -> relay: ``send`` (application message or proposal), ``commit`` (with its Welcome and
+declared membership change), ``ack`` (delivered mailbox entries).
+Relay -> device: ``accepted``, ``refused``, ``deliver``, ``revoked``.
+"""
+
+from __future__ import annotations
+
+from enum import StrEnum
+from typing import Annotated, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, TypeAdapter
+
+from protocol.encoding import B64
+from protocol.problems import Problem
+from protocol.rest import Id
+
+ClientId = Annotated[str, Field(pattern=r"^[A-Za-z0-9_-]{1,64}$")]
+
+
+class Frame(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class Kind(StrEnum):
+    APPLICATION = "application"
+    PROPOSAL = "proposal"
+    COMMIT = "commit"
+    WELCOME = "welcome"
+    NOTICE = "notice"
+
+
+class Send(Frame):
+    """An application message or a proposal for every other member device."""
+
+    type: Literal["send"] = "send"
+    id: ClientId
+    group_id: B64
+    kind: Literal[Kind.APPLICATION, Kind.PROPOSAL] = Kind.APPLICATION
+    payload: B64
+
+
+class Commit(Frame):
+    """A commit for ``epoch``; the relay accepts exactly one per epoch.
+
+    The commit itself is encrypted, so the sender declares the device-level membership
+    change in clear for routing; members verify the real change inside MLS.
+    """
+
+    type: Literal["commit"] = "commit"
+    id: ClientId
+    group_id: B64
+    epoch: Annotated[int, Field(ge=0)]
+    payload: B64
+    welcome: B64 | None = None
+    add_devices: Annotated[list[Id], Field(max_length=1000)] = []
+    remove_devices: Annotated[list[Id], Field(max_length=1000)] = []
+
+
+class Ack(Frame):
+    """The device stored these mailbox entries: the relay may drop them."""
+
+    type: Literal["ack"] = "ack"
+    seqs: Annotated[list[int], Field(min_length=1, max_length=1000)]
+
+
+ClientFrame = Annotated[Send | Commit | Ack, Field(discriminator="type")]
+CLIENT_FRAME: TypeAdapter[Send | Commit | Ack] = TypeAdapter(ClientFrame)
+
+
+class Accepted(Frame):
+    """Stored durably; for a commit, ``epoch`` is the group's new epoch."""
+
+    type: Literal["accepted"] = "accepted"
+    id: ClientId
+    epoch: int | None = None
+
+
+class Refused(Frame):
+    type: Literal["refused"] = "refused"
+    id: str
+    problem: Problem
+
+
+class Envelope(Frame):
+    id: str
+    group_id: B64
+    sender_device: Id | None
+    kind: Kind
+    epoch: int | None = None
+    payload: B64
+    sent_at: float
+
+
+class Deliver(Frame):
+    type: Literal["deliver"] = "deliver"
+    seq: int
+    envelope: Envelope
+
+
+class Revoked(Frame):
+    """This device was revoked: the relay closes the connection after this frame."""
+
+    type: Literal["revoked"] = "revoked"
+
+
+ServerFrame = Annotated[Accepted | Refused | Deliver | Revoked, Field(discriminator="type")]
+SERVER_FRAME: TypeAdapter[Accepted | Refused | Deliver | Revoked] = TypeAdapter(ServerFrame)
