@@ -9,7 +9,6 @@ from typing import Annotated, Any
 
 from pydantic import BeforeValidator, PlainSerializer, WithJsonSchema
 
-
 _ALPHABET = re.compile(r"[A-Za-z0-9_-]*={0,2}")
 
 

@@ -1,0 +1,81 @@
+"""The delivery WebSocket: one per device, authenticated by its bearer token.
+
+Frames in: send, commit, ack. Frames out: accepted/refused (answers, any order), deliver
+(mailbox entries, in sequence order), revoked.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+
+from fastapi import WebSocket, WebSocketDisconnect
+from pydantic import ValidationError
+
+from protocol import frames as fr
+from protocol.problems import Code
+from relay.deps import bearer
+from relay.errors import ProblemError
+from relay.service import Relay
+
+log = logging.getLogger("liaison.relay.ws")
+
+
+def _refused(frame_id: str, err: ProblemError) -> str:
+    return fr.Refused(id=frame_id, problem=err.problem()).model_dump_json(exclude_none=True)
+
+
+async def endpoint(ws: WebSocket) -> None:
+    relay: Relay = ws.app.state.relay
+    try:
+        device = await relay.authenticate(bearer(ws))  # type: ignore[arg-type]
+    except ProblemError as e:
+        await ws.close(code=4001, reason=e.code.value)
+        return
+    await ws.accept()
+    conn = relay.connection(device.device_id, ws.send_text, ws.close)
+    writer_task = asyncio.create_task(conn.run(relay.backlog, relay.config.backlog_page))
+
+    def answer(frame_id: str, fut: asyncio.Future[fr.Accepted]) -> None:
+        try:
+            conn.push(0, fut.result().model_dump_json(exclude_none=True))
+        except ProblemError as e:
+            conn.push(0, _refused(frame_id, e))
+        except Exception:  # storage failure: the client resends with the same id
+            conn.push(0, _refused(frame_id, ProblemError(500, Code.INTERNAL, "not stored")))
+
+    try:
+        while not conn.closed.is_set():
+            msg = await ws.receive()
+            if msg["type"] == "websocket.disconnect":
+                break
+            text = msg.get("text")
+            if text is None:
+                conn.push(0, _refused("?", ProblemError(
+                    422, Code.VALIDATION, "frames are JSON text, not binary")))
+                continue
+            try:
+                frame = fr.CLIENT_FRAME.validate_json(text)
+            except ValidationError as e:
+                conn.push(0, _refused("?", ProblemError(
+                    422, Code.VALIDATION, f"malformed frame: {e.error_count()} error(s)")))
+                continue
+            if not relay.accepting:
+                conn.push(0, _refused(getattr(frame, "id", "?"), ProblemError(
+                    503, Code.INTERNAL, "relay is shutting down")))
+                continue
+            if isinstance(frame, fr.Ack):
+                relay.submit_ack(device, frame.seqs)
+                continue
+            fut = (relay.submit_send(device, frame) if isinstance(frame, fr.Send)
+                   else relay.submit_commit(device, frame))
+            fut.add_done_callback(lambda f, i=frame.id: answer(i, f))
+    except (WebSocketDisconnect, RuntimeError):
+        pass
+    finally:
+        relay.hub.detach(conn)
+        conn.closed.set()
+        conn.queue.put_nowait(None)
+        with contextlib.suppress(Exception):
+            await asyncio.wait_for(writer_task, 5)
