@@ -53,3 +53,11 @@ def seal(key: bytes, secret: bytes) -> bytes:
 
 def unseal(key: bytes, blob: bytes) -> bytes:
     return crypto_aead_xchacha20poly1305_ietf_decrypt(blob[24:], b"liaison-totp", blob[:24], key)
+
+
+def b32_secret(uri: str) -> bytes:
+    """The secret inside an otpauth:// URI (what an authenticator app scans)."""
+    from urllib.parse import parse_qs, urlparse
+
+    b32 = parse_qs(urlparse(uri).query)["secret"][0]
+    return base64.b32decode(b32 + "=" * (-len(b32) % 8))
