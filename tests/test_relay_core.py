@@ -160,7 +160,7 @@ def test_offline_backlog_survives_restart(relay):
         await alice.close()
         return alice, bob, gid
 
-    alice, bob, gid = asyncio.run(send_phase())
+    _, bob, _ = asyncio.run(send_phase())
     relay.stop()
     relay.start()
 
