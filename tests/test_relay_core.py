@@ -13,12 +13,25 @@ from crypto.group import create_key_package
 from crypto.message import MLSMessage
 from protocol.encoding import b64encode
 from relay import totp
-from tests.relay_harness import Device, new_device, running_relay
+from tests.relay_harness import (
+    Device,
+    new_device,
+    postgres_available,
+    postgres_database,
+    running_relay,
+)
 
 
-@pytest.fixture
-def relay(tmp_path):
-    with running_relay(tmp_path) as r:
+@pytest.fixture(params=["sqlite", "postgresql"])
+def relay(request, tmp_path):
+    """Every scenario runs on the embedded SQLite and on a PostgreSQL database of its own."""
+    if request.param == "sqlite":
+        with running_relay(tmp_path) as r:
+            yield r
+        return
+    if not postgres_available():
+        pytest.skip("no PostgreSQL server on 127.0.0.1:5432")
+    with postgres_database() as url, running_relay(tmp_path, db=url) as r:
         yield r
 
 
