@@ -18,6 +18,7 @@ from sqlalchemy import delete, exists, insert, select, update
 
 from protocol import frames as fr
 from protocol.problems import Code
+from relay.blobs import collect as collect_blobs
 from relay.config import DataDir, RelayConfig
 from relay.db import (
     challenges,
@@ -383,4 +384,5 @@ class Relay:
         await tx.conn.execute(delete(envelopes).where(envelopes.c.id.in_(orphans)))
         await tx.conn.execute(delete(tokens).where(tokens.c.expires_at < now))
         await tx.conn.execute(delete(challenges).where(challenges.c.expires_at < now))
+        await collect_blobs(self, tx)
 

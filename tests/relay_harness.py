@@ -23,6 +23,7 @@ import websockets
 
 from crypto.primitives import ed25519_public, ed25519_sign
 from protocol.encoding import b64decode, b64encode
+from relay.config import DataDir, RelayConfig
 from relay.routes_accounts import enroll_proof_message, login_message
 
 PASSPHRASE = "correct horse battery staple"
@@ -67,6 +68,12 @@ class RelayProcess:
             args += ["--db", self.db]
         cli(self.data, *args)  # "init", then its options
 
+    def configure(self, **settings: Any) -> None:
+        """Change relay.json between init and start, validated as the relay will read it."""
+        data = DataDir(self.data)
+        data.save_config(RelayConfig.model_validate({**data.load_config().model_dump(),
+                                                     **settings}))
+
     def start(self) -> None:
         pp = self.data.parent / f"{self.data.name}.pass"
         self.proc = subprocess.Popen(
@@ -104,9 +111,12 @@ class RelayProcess:
 
 
 @contextlib.contextmanager
-def running_relay(tmp: Path, db: str | None = None) -> Iterator[RelayProcess]:
+def running_relay(tmp: Path, db: str | None = None, **settings: Any) -> Iterator[RelayProcess]:
+    """``settings`` override relay.json (e.g. small limits) before the relay starts."""
     relay = RelayProcess(tmp / "relay", db=db)
     relay.init()
+    if settings:
+        relay.configure(**settings)
     relay.start()
     try:
         yield relay
@@ -123,6 +133,7 @@ class Device:
     user_id: str = ""
     device_id: str = ""
     credential: bytes = b""
+    organisation_key: bytes = b""
     totp_uri: str | None = None
     token: str = ""
     ws: Any = None
@@ -149,6 +160,7 @@ class Device:
             j = r.json()
             self.user_id, self.device_id = j["user_id"], j["device_id"]
             self.credential, self.totp_uri = b64decode(j["credential"]), j["totp_uri"]
+            self.organisation_key = b64decode(j["organisation_key"])
         return r
 
     def login(self) -> httpx.Response:
@@ -244,3 +256,20 @@ def postgres_available() -> bool:
             return True
     except OSError:
         return False
+
+
+async def make_group(creator: Device, members: list[Device]) -> str:
+    """A new group (base64url id) of ``creator``, which must be connected, and ``members``."""
+    gid = b64encode(os.urandom(16))
+    with creator.http() as c:
+        assert c.post("/v1/groups", json={"group_id": gid}).status_code == 201
+    if not members:
+        return gid
+    cid = "create-" + os.urandom(8).hex()  # client ids are idempotency keys: one per group
+    await creator.send_frame({"type": "commit", "id": cid, "group_id": gid, "epoch": 0,
+                              "payload": b64encode(b"commit-0"),
+                              "welcome": b64encode(b"welcome"),
+                              "add_devices": [m.device_id for m in members]})
+    await creator.pump(lambda d: cid in d.answers)
+    assert creator.answers[cid]["type"] == "accepted", creator.answers[cid]
+    return gid

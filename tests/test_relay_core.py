@@ -15,6 +15,7 @@ from protocol.encoding import b64encode
 from relay import totp
 from tests.relay_harness import (
     Device,
+    make_group,
     new_device,
     postgres_available,
     postgres_database,
@@ -33,10 +34,6 @@ def relay(request, tmp_path):
         pytest.skip("no PostgreSQL server on 127.0.0.1:5432")
     with postgres_database() as url, running_relay(tmp_path, db=url) as r:
         yield r
-
-
-def _gid() -> str:
-    return b64encode(os.urandom(16))
 
 
 def test_enroll_login_and_totp_for_second_device(relay):
@@ -102,25 +99,12 @@ def test_key_package_claim_is_one_time_with_last_resort(relay):
     assert third["key_packages"][0]["key_package"] == second["key_packages"][0]["key_package"]
 
 
-async def _group(creator: Device, members: list[Device]) -> str:
-    gid = _gid()
-    with creator.http() as c:
-        assert c.post("/v1/groups", json={"group_id": gid}).status_code == 201
-    await creator.send_frame({"type": "commit", "id": "c0", "group_id": gid, "epoch": 0,
-                              "payload": b64encode(b"commit-0"),
-                              "welcome": b64encode(b"welcome"),
-                              "add_devices": [m.device_id for m in members]})
-    await creator.pump(lambda d: "c0" in d.answers)
-    assert creator.answers["c0"]["type"] == "accepted", creator.answers["c0"]
-    return gid
-
-
 def test_commit_ordering_fan_out_and_idempotent_resend(relay):
     async def scenario() -> None:
         alice, bob, carol = (new_device(relay) for _ in range(3))
         for d in (alice, bob, carol):
             await d.connect()
-        gid = await _group(alice, [bob, carol])
+        gid = await make_group(alice, [bob, carol])
         for d in (bob, carol):
             await d.pump(lambda d: any(f["envelope"]["kind"] == "welcome"
                                        for f in d.received if f["type"] == "deliver"))
@@ -164,7 +148,7 @@ def test_offline_backlog_survives_restart(relay):
         alice, bob = new_device(relay), new_device(relay)
         await alice.connect()
         await bob.connect()
-        gid = await _group(alice, [bob])
+        gid = await make_group(alice, [bob])
         await bob.close()
         for i in range(25):
             await alice.send_frame({"type": "send", "id": f"m{i}", "group_id": gid,
@@ -206,7 +190,7 @@ def test_revocation_cuts_a_live_connection(relay):
         bob = new_device(relay)
         await alice.connect()
         await bob.connect()
-        gid = await _group(alice, [bob])
+        gid = await make_group(alice, [bob])
         with alice.http() as c:
             r = c.delete(f"/v1/devices/{bob.device_id}")
         assert r.status_code == 403  # not bob's user, not an admin
