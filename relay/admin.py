@@ -20,7 +20,15 @@ from sqlalchemy import delete, insert, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from protocol import rest
-from relay.audit import AuditChain, VerifyResult, insert_rows, iter_records, verify
+from protocol.encoding import b64decode
+from relay.audit import (
+    AuditChain,
+    VerifyResult,
+    insert_rows,
+    iter_records,
+    verify,
+    verify_head,
+)
 from relay.config import DataDir
 from relay.db import devices, invites, lock_for_writing, make_engine, user_terms, users
 from relay.migrate import upgrade_async
@@ -177,8 +185,13 @@ async def revoke_device(data: DataDir, device_id: str) -> None:
 
 
 async def verify_audit(data: DataDir) -> VerifyResult:
+    config = data.load_config()
     async with admin_tx(data) as tx:
-        return await verify(tx.conn)
+        result = await verify(tx.conn)
+        if config.organisation_key:
+            result = await verify_head(tx.conn, data.audit_head_file,
+                                       b64decode(config.organisation_key), result)
+        return result
 
 
 async def export_audit(data: DataDir, out: TextIO, since: str | None) -> int:

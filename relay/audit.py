@@ -8,13 +8,16 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 from collections.abc import AsyncIterator, Iterable
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from sqlalchemy import insert, select
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from crypto.primitives import ed25519_verify
 from relay.db import audit
 
 GENESIS = bytes(32)
@@ -112,3 +115,34 @@ async def verify(conn: AsyncConnection) -> VerifyResult:
             return VerifyResult(n, False, r["seq"], "record content does not match its hash")
         prev, expected_seq = r["hash"], expected_seq + 1
     return VerifyResult(n, True)
+
+
+_HEAD_LABEL = b"Liaison 1.0 AuditHead"
+
+
+def head_message(seq: int, head: bytes) -> bytes:
+    return _HEAD_LABEL + seq.to_bytes(8, "big") + head
+
+
+def write_head(path: Path, seq: int, head: bytes, signature: bytes) -> None:
+    """The signed head anchors the chain's end: deleting the newest records is caught too."""
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(json.dumps({"seq": seq, "hash": head.hex(), "signature": signature.hex()}))
+    os.replace(tmp, path)
+
+
+async def verify_head(conn: AsyncConnection, path: Path, public_key: bytes,
+                      result: VerifyResult) -> VerifyResult:
+    """A verified chain must still reach the last head the relay signed."""
+    if not result.ok or not path.exists():
+        return result
+    head = json.loads(path.read_text())
+    seq, digest = head["seq"], bytes.fromhex(head["hash"])
+    if not ed25519_verify(public_key, head_message(seq, digest),
+                          bytes.fromhex(head["signature"])):
+        return VerifyResult(result.records, False, seq, "signed head does not verify")
+    row = (await conn.execute(select(audit.c.hash).where(audit.c.seq == seq))).first()
+    if row is None or row.hash != digest:
+        return VerifyResult(result.records, False, seq,
+                            f"records up to {seq} were signed but are missing or altered")
+    return result

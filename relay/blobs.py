@@ -115,11 +115,6 @@ async def status(relay: Relay, device: AuthDevice, blob_id: str) -> rest.BlobSta
     return _status(relay, row.id, row.size, row.stored, row.complete)
 
 
-def _offset_mismatch(stored: int) -> ProblemError:
-    return ProblemError(409, Code.BLOB_OFFSET,
-                        f"{stored} bytes are stored: continue from offset {stored}")
-
-
 async def append(relay: Relay, device: AuthDevice, blob_id: str, offset: int,
                  data: bytes) -> rest.BlobStatus:
     """Store one chunk at ``offset``, which must be exactly what is already stored.
@@ -135,7 +130,8 @@ async def append(relay: Relay, device: AuthDevice, blob_id: str, offset: int,
         if row.uploader_device != device.device_id:
             raise ProblemError(403, Code.FORBIDDEN, "only the uploading device may write")
         if offset != row.stored:
-            raise _offset_mismatch(row.stored)
+            raise ProblemError(409, Code.BLOB_OFFSET,
+                               f"{row.stored} bytes are stored: continue from offset {row.stored}")
         if offset + len(data) > row.size:
             raise ProblemError(413, Code.TOO_LARGE, "chunk goes beyond the declared size")
         if not data and offset < row.size:
@@ -161,26 +157,30 @@ async def append(relay: Relay, device: AuthDevice, blob_id: str, offset: int,
         except FileNotFoundError:  # collected meanwhile
             raise ProblemError(404, Code.NOT_FOUND, "no such blob") from None
         if not sealed:
-            await _finish(relay, row, complete=False)
+            await _drop(relay, blob_id)
             raise ProblemError(422, Code.BLOB_HASH,
                                "content does not match the declared SHA-256; blob discarded")
-        await _finish(relay, row, complete=True)
+        await _complete(relay, row)
         return _status(relay, blob_id, row.size, stored, True)
 
 
-async def _finish(relay: Relay, row: Row, *, complete: bool) -> None:
-    """Mark a verified blob complete, or drop a corrupt one (its file after the commit)."""
+async def _complete(relay: Relay, row: Row) -> None:
+    async def op(tx: Tx) -> None:
+        await tx.conn.execute(update(blobs).where(blobs.c.id == row.id).values(
+            complete=True, completed_at=tx.now))
+        tx.audit("blob_upload_completed", user_id=row.uploader_user,
+                 device_id=row.uploader_device, group_id=row.group_id, blob=row.id,
+                 size=row.size)
+
+    await relay.writer.run(op)
+
+
+async def _drop(relay: Relay, blob_id: str) -> None:
+    """Forget a corrupt upload: its row now, its file once that is committed."""
 
     async def op(tx: Tx) -> None:
-        if complete:
-            await tx.conn.execute(update(blobs).where(blobs.c.id == row.id).values(
-                complete=True, completed_at=tx.now))
-            tx.audit("blob_upload_completed", user_id=row.uploader_user,
-                     device_id=row.uploader_device, group_id=row.group_id, blob=row.id,
-                     size=row.size)
-        else:
-            await tx.conn.execute(delete(blobs).where(blobs.c.id == row.id))
-            tx.on_commit(lambda: _discard(relay, row.id))
+        await tx.conn.execute(delete(blobs).where(blobs.c.id == blob_id))
+        tx.on_commit(lambda: _discard(relay, blob_id))
 
     await relay.writer.run(op)
 

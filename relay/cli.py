@@ -14,6 +14,7 @@ import sys
 from pathlib import Path
 
 from crypto.errors import MLSError
+from protocol.encoding import b64encode
 from protocol.rest import Profession
 from relay import admin, orgkey
 from relay.config import DataDir, RelayConfig
@@ -46,11 +47,12 @@ def cmd_init(a: argparse.Namespace) -> None:
     if data.config_file.exists():
         raise SystemExit(f"{a.data} already holds a relay")
     a.data.mkdir(parents=True, exist_ok=True)
-    config = RelayConfig(organisation=a.org, db_url=a.db)
     passphrase = _passphrase(a.passphrase_file, confirm=True)
     cost = _KDF[a.kdf]
     key = orgkey.create(data.org_key_file, passphrase,
                         kdf_ops=cost[0] if cost else None, kdf_mem=cost[1] if cost else None)
+    config = RelayConfig(organisation=a.org, db_url=a.db,
+                         organisation_key=b64encode(key.public_key))
     data.save_config(config)
     data.blob_dir.mkdir(exist_ok=True)
     upgrade(data.db_url(config))

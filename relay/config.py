@@ -11,6 +11,7 @@ from relay.db import sqlite_url
 
 CONFIG_FILE = "relay.json"
 ORG_KEY_FILE = "organisation.key"
+AUDIT_HEAD_FILE = "audit.head"
 BLOB_DIR = "blobs"
 LOG_DIR = "logs"
 
@@ -21,6 +22,7 @@ class RelayConfig(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     organisation: str = Field(min_length=1, max_length=200)
+    organisation_key: str = Field("", description="public key (base64url): checks audit heads")
     db_url: str | None = Field(None, description="SQLAlchemy async URL; default SQLite here")
     sqlite_synchronous: Literal["FULL", "NORMAL"] = "FULL"
     message_ttl_days: float = Field(30.0, gt=0)
@@ -52,6 +54,10 @@ class DataDir:
     @property
     def org_key_file(self) -> Path:
         return self.path / ORG_KEY_FILE
+
+    @property
+    def audit_head_file(self) -> Path:
+        return self.path / AUDIT_HEAD_FILE
 
     @property
     def blob_dir(self) -> Path:

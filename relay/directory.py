@@ -93,9 +93,10 @@ def rpps_number(value: str, where: str) -> str | None:
     return value or None
 
 
-def _first_error(err: ValidationError) -> str:
+def _first_error(err: ValidationError, skip: int = 0) -> str:
+    """The first problem, its location past ``skip`` leading parts (the Bundle's own)."""
     first = err.errors()[0]
-    field = ".".join(str(p) for p in first["loc"])
+    field = ".".join(str(p) for p in first["loc"][skip:])
     more = f" (and {err.error_count() - 1} more)" if err.error_count() > 1 else ""
     return f"{field}: {first['msg']}{more}" if field else f"{first['msg']}{more}"
 
@@ -171,9 +172,9 @@ def load_bundle(path: Path) -> Bundle:
     except ValidationError as e:
         loc = e.errors()[0]["loc"]
         if len(loc) >= 2 and loc[0] == "entry" and isinstance(loc[1], int):
-            raise ValueError(f"{_raw_label(loc[1], entries)}: invalid: {_first_error(e)}"
-                             ) from None
-        raise ValueError(f"{path.name}: invalid Bundle: {_first_error(e)}") from None
+            raise ValueError(f"{_raw_label(loc[1], entries)}: invalid "
+                             f"{_first_error(e, skip=3)}") from None
+        raise ValueError(f"{path.name}: invalid Bundle {_first_error(e)}") from None
 
 
 def _raw_label(i: int, entries: list[Any]) -> str:
@@ -218,7 +219,7 @@ class BundleReader:
         label = self.refs.get(ref.reference, self.refs.get(
             "/".join(ref.reference.split("/")[-2:])))  # an absolute URL: its Type/id
         if label is None or self.found[label].get_resource_type() != kind:
-            raise ValueError(f"{where}: {ref.reference} is not a {kind} in this bundle")
+            raise ValueError(f"{where}: the {kind} {ref.reference} is not in this bundle")
         return label
 
     def entries(self) -> list[Entry]:

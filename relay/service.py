@@ -16,8 +16,10 @@ from dataclasses import dataclass
 
 from sqlalchemy import delete, exists, insert, select, update
 
+from crypto.primitives import ed25519_sign
 from protocol import frames as fr
 from protocol.problems import Code
+from relay import audit as audit_mod
 from relay.blobs import collect as collect_blobs
 from relay.config import DataDir, RelayConfig
 from relay.db import (
@@ -100,7 +102,7 @@ class Relay:
         self.engine = make_engine(url, synchronous=config.sqlite_synchronous)
         self.write_engine = make_engine(url, synchronous=config.sqlite_synchronous, writer=True)
         self.writer = Writer(self.write_engine, message_ttl=config.message_ttl_days * 86_400,
-                             on_delivered=self._delivered)
+                             on_delivered=self._delivered, on_audit_head=self._sign_audit_head)
         self.hub = Hub()
         self.limiter = RateLimiter(config.auth_failures_per_window,
                                    config.auth_failure_window_seconds)
@@ -137,6 +139,10 @@ class Relay:
         self.hub.close_all()
         await self.engine.dispose()
         await self.write_engine.dispose()
+
+    def _sign_audit_head(self, seq: int, head: bytes) -> None:
+        sig = ed25519_sign(self.org_key.seed, audit_mod.head_message(seq, head))
+        audit_mod.write_head(self.data.audit_head_file, seq, head, sig)
 
     def _delivered(self, envs: list[NewEnvelope]) -> None:
         self.hub.deliver(envs, time.time())

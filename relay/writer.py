@@ -111,10 +111,12 @@ class _Pending:
 
 class Writer:
     def __init__(self, engine: AsyncEngine, *, message_ttl: float,
-                 on_delivered: Callable[[list[NewEnvelope]], None]) -> None:
+                 on_delivered: Callable[[list[NewEnvelope]], None],
+                 on_audit_head: Callable[[int, bytes], None] | None = None) -> None:
         self.engine = engine
         self.message_ttl = message_ttl
         self.on_delivered = on_delivered
+        self.on_audit_head = on_audit_head
         self.queue: asyncio.Queue[_Pending] = asyncio.Queue()
         self.chain = AuditChain(0, bytes(32))
         self._envelope_id = 0
@@ -240,6 +242,8 @@ class Writer:
                 fn()
             raise
         self.batches += 1
+        if self.on_audit_head is not None and self.chain.mark() != mark:
+            self.on_audit_head(self.chain.seq, self.chain.head)
         for e in tx.envelopes:
             if e.sender_device is not None and e.client_id is not None:
                 self._remember((e.sender_device, e.client_id), _epoch_after(e))

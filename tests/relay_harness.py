@@ -23,7 +23,6 @@ import websockets
 
 from crypto.primitives import ed25519_public, ed25519_sign
 from protocol.encoding import b64decode, b64encode
-from relay.config import DataDir, RelayConfig
 from relay.routes_accounts import enroll_proof_message, login_message
 
 PASSPHRASE = "correct horse battery staple"
@@ -69,10 +68,9 @@ class RelayProcess:
         cli(self.data, *args)  # "init", then its options
 
     def configure(self, **settings: Any) -> None:
-        """Change relay.json between init and start, validated as the relay will read it."""
-        data = DataDir(self.data)
-        data.save_config(RelayConfig.model_validate({**data.load_config().model_dump(),
-                                                     **settings}))
+        """Change relay.json between init and start (the relay validates it as it starts)."""
+        path = self.data / "relay.json"
+        path.write_text(json.dumps({**json.loads(path.read_text("utf-8")), **settings}), "utf-8")
 
     def start(self) -> None:
         pp = self.data.parent / f"{self.data.name}.pass"

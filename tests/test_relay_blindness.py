@@ -29,7 +29,7 @@ FILE_NAME = "compte-rendu-MARKER-FILE.pdf"
 MARKERS = [ROOM_NAME, PATIENT_INS, PATIENT_NAME, BODY, FILE_NAME, "MARKER"]
 
 
-def _mls(dev: Device):  # noqa: ANN202
+def _mls(dev: Device):
     cs = suite(3)
     return cs, Credential.deserialize(dev.credential), organisation_validator(
         dev.organisation_key)

@@ -21,13 +21,13 @@ from tests.relay_harness import Device, RelayProcess, make_group, new_device, ru
 CHUNK = 16 * 1024
 MAX = 256 * 1024
 QUOTA = 2 * MAX
+LIMITS = {"blob_chunk_bytes": CHUNK, "blob_max_bytes": MAX, "user_quota_bytes": QUOTA}
 FILE_NAME = "IRM-thorax-Dupont-Jean.pdf"
 
 
 @pytest.fixture(scope="module")
 def relay(tmp_path_factory):
-    with running_relay(tmp_path_factory.mktemp("blobs"), blob_chunk_bytes=CHUNK,
-                       blob_max_bytes=MAX, user_quota_bytes=QUOTA) as r:
+    with running_relay(tmp_path_factory.mktemp("blobs"), **LIMITS) as r:
         yield r
 
 
@@ -208,7 +208,7 @@ def test_hash_mismatch_discards_the_blob(relay):
 
 
 def test_abandoned_and_unreferenced_blobs_are_collected(tmp_path):
-    with running_relay(tmp_path, incomplete_blob_ttl_hours=1 / 3600) as relay:
+    with running_relay(tmp_path, incomplete_blob_ttl_hours=1 / 3600, **LIMITS) as relay:
         alice, carol = new_device(relay), new_device(relay)
         lonely, kept = _group(alice), _group(carol)
         data = os.urandom(3000)
