@@ -148,19 +148,23 @@ async def disable_user(data: DataDir, user_id: str) -> int:
 
 
 async def create_invite(data: DataDir, user_id: str, ttl_seconds: float) -> str:
+    async with admin_tx(data) as tx:
+        return await insert_invite(tx, user_id, ttl_seconds)
+
+
+async def insert_invite(tx: AdminTx, user_id: str, ttl_seconds: float) -> str:
+    """A one-time code, stored only as a hash; read aloud or typed on a phone."""
     code = "-".join("".join(secrets.choice(INVITE_ALPHABET) for _ in range(4))
                     for _ in range(4))
-    async with admin_tx(data) as tx:
-        row = (await tx.conn.execute(select(users.c.status).where(users.c.id == user_id))
-               ).first()
-        if row is None:
-            raise ValueError(f"no user {user_id}")
-        if row.status != "active":
-            raise ValueError(f"user {user_id} is disabled")
-        await tx.conn.execute(insert(invites).values(
-            code_hash=invite_hash(code), user_id=user_id, created_at=tx.now,
-            expires_at=tx.now + ttl_seconds))
-        tx.audit("invite_created", user_id=user_id, ttl_seconds=int(ttl_seconds))
+    row = (await tx.conn.execute(select(users.c.status).where(users.c.id == user_id))).first()
+    if row is None:
+        raise ValueError(f"no user {user_id}")
+    if row.status != "active":
+        raise ValueError(f"user {user_id} is disabled")
+    await tx.conn.execute(insert(invites).values(
+        code_hash=invite_hash(code), user_id=user_id, created_at=tx.now,
+        expires_at=tx.now + ttl_seconds))
+    tx.audit("invite_created", user_id=user_id, ttl_seconds=int(ttl_seconds))
     return code
 
 

@@ -2,14 +2,18 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
+import re
 import subprocess
 from pathlib import Path
 
 import httpx
 import pytest
 
-from relay.admin import fold
+from relay import directory
+from relay.admin import fold, list_users
+from relay.config import DataDir
 from tests.relay_harness import BIN, Device, RelayProcess, cli, new_device, running_relay
 
 FIXTURES = Path(__file__).parent / "fixtures"
@@ -52,11 +56,12 @@ def user_id(dev: Device, name: str) -> str:
 
 
 @pytest.fixture(scope="module")
-def directory(tmp_path_factory):
+def served(tmp_path_factory):
     """A relay holding both fixtures, and a device of a user who is not an administrator."""
     with running_relay(tmp_path_factory.mktemp("directory")) as relay:
         assert import_file(relay, CSV) == f"Imported {CSV}: 8 added, 0 updated"
         assert import_file(relay, BUNDLE) == f"Imported {BUNDLE}: 3 added, 0 updated"
+        assert import_file(relay, BUNDLE) == f"Imported {BUNDLE}: 0 added, 0 updated"
         yield relay, new_device(relay, name=SEARCHER, profession="secretary")
 
 
@@ -81,8 +86,8 @@ def relay(tmp_path):
     ("_elene", []),
     ("h%", []),
 ])
-def test_search_by_name_prefix_ignores_case_and_accents(directory, q, expected):
-    _, dev = directory
+def test_search_by_name_prefix_ignores_case_and_accents(served, q, expected):
+    _, dev = served
     assert names(dev, q=q) == expected
 
 
@@ -99,18 +104,18 @@ def test_search_by_name_prefix_ignores_case_and_accents(directory, q, expected):
     ({"q": "m", "profession": "physician"}, ["Dr Alice Martin", "Jean-Pierre Martin"]),
     ({"q": "e", "service": "cardiologie"}, ["Élodie Lefèvre"]),
 ])
-def test_filters_by_profession_and_service(directory, params, expected):
-    _, dev = directory
+def test_filters_by_profession_and_service(served, params, expected):
+    _, dev = served
     assert names(dev, **params) == expected
 
 
-def test_empty_query_lists_everyone_in_folded_name_order(directory):
-    _, dev = directory
+def test_empty_query_lists_everyone_in_folded_name_order(served):
+    _, dev = served
     assert names(dev) == EVERYONE
 
 
-def test_imported_entries_carry_every_field_and_never_a_phone(directory):
-    _, dev = directory
+def test_imported_entries_carry_every_field_and_never_a_phone(served):
+    _, dev = served
     (elodie,) = page(dev, q="elodie")["users"]
     assert elodie == {"id": elodie["id"], "display_name": "Élodie Lefèvre",
                       "profession": "physician", "specialty": "cardiologie",
@@ -133,8 +138,8 @@ def test_imported_entries_carry_every_field_and_never_a_phone(directory):
         assert set(user) == USER_FIELDS
 
 
-def test_pagination_walks_every_user_once(directory):
-    _, dev = directory
+def test_pagination_walks_every_user_once(served):
+    _, dev = served
     seen, cursor, pages = [], None, 0
     while True:
         params: dict[str, str | int] = {"limit": 2} | ({"cursor": cursor} if cursor else {})
@@ -160,16 +165,16 @@ def test_pagination_walks_every_user_once(directory):
     ({"cursor": "not-a-cursor"}, 400, "bad_request"),
     ({"include_disabled": "true"}, 403, "forbidden"),
 ])
-def test_bad_requests_are_problems(directory, params, status, code):
-    _, dev = directory
+def test_bad_requests_are_problems(served, params, status, code):
+    _, dev = served
     with dev.http() as c:
         r = c.get("/v1/directory", params=params)
     assert r.status_code == status and r.json()["code"] == code
     assert r.headers["content-type"].startswith("application/problem+json")
 
 
-def test_unknown_user_is_404_and_anonymous_callers_401(directory):
-    relay, dev = directory
+def test_unknown_user_is_404_and_anonymous_callers_401(served):
+    relay, dev = served
     with dev.http() as c:
         r = c.get("/v1/users/u_nobody")
     assert r.status_code == 404 and r.json()["code"] == "not_found"
@@ -213,14 +218,11 @@ def test_reimport_updates_by_rpps_or_name_and_keeps_status(relay, tmp_path):
          for line in lines] + ["Agnès Roux,infirmière,,Urgences,Site Sud,10000000060,"]),
         "utf-8")
     assert import_file(relay, changed) == f"Imported {changed}: 1 added, 2 updated"
-    assert import_file(relay, BUNDLE) == f"Imported {BUNDLE}: 3 added, 0 updated"
-    assert import_file(relay, BUNDLE) == f"Imported {BUNDLE}: 0 added, 0 updated"
     everyone = [u["display_name"] for u in page(dev, limit=100)["users"]]
-    assert len(everyone) == len(set(everyone)) == 12  # 9 + 3 - Zoé + the searcher
+    assert len(everyone) == len(set(everyone)) == 9  # 8 + 1 - Zoé + the searcher
     assert "Zoé Moreau" not in everyone  # re-import does not re-enable a disabled user
     assert names(dev, q="helene") == names(dev, q="petit") == ["Hélène Dubois-Petit"]
-    assert names(dev, service="cardiologie") == \
-        ["Dr Alice Martin", "Élodie Lefèvre", "Noël Garçon"]
+    assert names(dev, service="cardiologie") == ["Élodie Lefèvre", "Noël Garçon"]
     (chloe,) = page(dev, q="chloe")["users"]
     assert chloe["sites"] == ["Site Nord"] and chloe["rpps"] is None
 
@@ -260,15 +262,36 @@ BAD_IMPORTS = [
 ]
 
 
-def test_malformed_imports_change_nothing(relay, tmp_path):
+@pytest.fixture(scope="module")
+def data_dir(tmp_path_factory):
+    """An initialised relay data directory (not served) holding the CSV fixture."""
+    relay = RelayProcess(tmp_path_factory.mktemp("data") / "relay")
+    relay.init()
+    data = DataDir(relay.data)
+    assert asyncio.run(directory.import_file(data, CSV)) == (8, 0)
+    return data
+
+
+@pytest.mark.parametrize(("name", "content", "message"), BAD_IMPORTS,
+                         ids=[case[0] for case in BAD_IMPORTS])
+def test_malformed_imports_are_refused_whole(data_dir, tmp_path, name, content, message):
+    before = asyncio.run(list_users(data_dir))
+    path = tmp_path / name
+    path.write_text(content if isinstance(content, str) else json.dumps(content), "utf-8")
+    with pytest.raises(ValueError, match=re.escape(message)):
+        asyncio.run(directory.import_file(data_dir, path))
+    assert asyncio.run(list_users(data_dir)) == before
+
+
+def test_cli_refuses_a_bad_row_or_resource_and_writes_nothing(relay, tmp_path):
     import_file(relay, CSV)
     before = cli(relay.data, "user list", "--json")
-    for name, content, message in BAD_IMPORTS:
+    for name, content, message in (BAD_IMPORTS[0], BAD_IMPORTS[4]):
         path = tmp_path / name
         path.write_text(content if isinstance(content, str) else json.dumps(content), "utf-8")
         out = run_cli(relay, "directory import", str(path))
-        assert out.returncode != 0, name
-        assert message in out.stderr, (name, out.stderr)
+        assert out.returncode != 0 and out.stdout == "", name
+        assert message in out.stderr, out.stderr
         assert "Traceback" not in out.stderr
     assert cli(relay.data, "user list", "--json") == before
-    assert "Nouvelle" not in before
+    assert "Nouvelle" not in before and len(json.loads(before)) == 8
