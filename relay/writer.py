@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from sqlalchemy import delete, insert, select
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from relay.audit import AuditChain, insert_rows
@@ -122,9 +123,11 @@ class Writer:
         self._envelope_id = 0
         self._seq = 0
         self._task: asyncio.Task[None] | None = None
+        self._conn: AsyncConnection | None = None
         self.batches = 0
         # (sender, client id) -> epoch the message had (or None): resends are recognised
         self._seen: OrderedDict[DedupeKey, int | None] = OrderedDict()
+        self._loaded_senders: set[str] = set()
         self.seen_limit = 200_000
 
     async def start(self) -> None:
@@ -145,6 +148,15 @@ class Writer:
         with contextlib.suppress(asyncio.CancelledError):
             await self._task
         self._task = None
+        if self._conn is not None:
+            await self._conn.close()
+            self._conn = None
+
+    async def _connection(self) -> AsyncConnection:
+        """The writer keeps one connection: no pool checkout or reset per batch."""
+        if self._conn is None or self._conn.closed or self._conn.invalidated:
+            self._conn = await self.engine.connect()
+        return self._conn
 
     def next_envelope_id(self) -> int:
         self._envelope_id += 1
@@ -170,23 +182,23 @@ class Writer:
     def _remember(self, key: DedupeKey, epoch: int | None) -> None:
         self._seen[key] = epoch
         if len(self._seen) > self.seen_limit:
-            self._seen.popitem(last=False)
+            (sender, _), _ = self._seen.popitem(last=False)
+            self._loaded_senders.discard(sender)  # reload its ids if it sends again
 
     async def _load_seen(self, conn: AsyncConnection, batch: list[_Pending]) -> None:
-        """One query per batch finds resends of messages stored before a restart."""
-        keys = {p.dedupe for p in batch if p.dedupe is not None and p.dedupe not in self._seen}
-        if not keys:
+        """The first time a device sends after a (re)start, learn the ids it already stored,
+        so a resend of a message accepted before the restart is still recognised."""
+        senders = {p.dedupe[0] for p in batch if p.dedupe is not None} - self._loaded_senders
+        if not senders:
             return
-        senders = {k[0] for k in keys}
-        ids = {k[1] for k in keys}
         rows = await conn.execute(select(envelopes.c.sender_device, envelopes.c.client_id,
                                          envelopes.c.epoch, envelopes.c.kind).where(
-            envelopes.c.sender_device.in_(senders), envelopes.c.client_id.in_(ids)))
+            envelopes.c.sender_device.in_(senders), envelopes.c.client_id.is_not(None)))
         for r in rows:
-            if (r.sender_device, r.client_id) in keys:
-                self._remember((r.sender_device, r.client_id),
-                               r.epoch + 1 if r.kind == "commit" and r.epoch is not None
-                               else r.epoch)
+            self._remember((r.sender_device, r.client_id),
+                           r.epoch + 1 if r.kind == "commit" and r.epoch is not None
+                           else r.epoch)
+        self._loaded_senders |= senders
 
     async def run(self, op: Op) -> Any:
         return await self.submit(op)
@@ -198,7 +210,14 @@ class Writer:
             while len(batch) < 2000 and not self.queue.empty():
                 batch.append(self.queue.get_nowait())
             try:
-                await self._execute(batch)
+                try:
+                    await self._execute(batch)
+                except IntegrityError:
+                    # the admin CLI appended audit records since: chain after them, retry
+                    conn = await self._connection()
+                    async with conn.begin():
+                        self.chain = await AuditChain.load(conn)
+                    await self._execute(batch)
             except Exception:  # the batch failed to commit: every op in it fails
                 log.exception("writer batch failed")
                 for p in batch:
@@ -214,11 +233,9 @@ class Writer:
         results: list[tuple[_Pending, bool, Any]] = []
         tx: Tx | None = None
         try:
-            async with self.engine.begin() as conn:
+            conn = await self._connection()
+            async with conn.begin():
                 await lock_for_writing(conn)
-                # the admin CLI may have appended audit records since the last batch
-                self.chain = await AuditChain.load(conn)
-                mark = self.chain.mark()
                 await self._load_seen(conn, batch)
                 tx = Tx(conn, self)
                 for p in batch:

@@ -262,6 +262,12 @@ BAD_IMPORTS = [
 ]
 
 
+def write_case(tmp_path: Path, name: str, content: str | dict) -> Path:
+    path = tmp_path / name
+    path.write_text(content if isinstance(content, str) else json.dumps(content), "utf-8")
+    return path
+
+
 @pytest.fixture(scope="module")
 def data_dir(tmp_path_factory):
     """An initialised relay data directory (not served) holding the CSV fixture."""
@@ -276,8 +282,7 @@ def data_dir(tmp_path_factory):
                          ids=[case[0] for case in BAD_IMPORTS])
 def test_malformed_imports_are_refused_whole(data_dir, tmp_path, name, content, message):
     before = asyncio.run(list_users(data_dir))
-    path = tmp_path / name
-    path.write_text(content if isinstance(content, str) else json.dumps(content), "utf-8")
+    path = write_case(tmp_path, name, content)
     with pytest.raises(ValueError, match=re.escape(message)):
         asyncio.run(directory.import_file(data_dir, path))
     assert asyncio.run(list_users(data_dir)) == before
@@ -287,8 +292,7 @@ def test_cli_refuses_a_bad_row_or_resource_and_writes_nothing(relay, tmp_path):
     import_file(relay, CSV)
     before = cli(relay.data, "user list", "--json")
     for name, content, message in (BAD_IMPORTS[0], BAD_IMPORTS[4]):
-        path = tmp_path / name
-        path.write_text(content if isinstance(content, str) else json.dumps(content), "utf-8")
+        path = write_case(tmp_path, name, content)
         out = run_cli(relay, "directory import", str(path))
         assert out.returncode != 0 and out.stdout == "", name
         assert message in out.stderr, out.stderr
