@@ -37,7 +37,7 @@ from relay.db import (
 from relay.delivery import Connection, Hub, deliver_frame, envelope_json
 from relay.errors import ProblemError
 from relay.orgkey import OrganisationKey
-from relay.writer import NewEnvelope, Tx, Writer, delete_acked
+from relay.writer import NewEnvelope, Tx, Writer
 
 log = logging.getLogger("liaison.relay")
 
@@ -260,7 +260,7 @@ class Relay:
 
     def submit_ack(self, device: AuthDevice, seqs: list[int]) -> None:
         async def op(tx: Tx) -> None:
-            await delete_acked(tx, device.device_id, seqs)
+            tx.ack(device.device_id, seqs)
 
         self.writer.submit(op, savepoint=False)
 

@@ -17,7 +17,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from sqlalchemy import delete, insert, select
+from sqlalchemy import bindparam, delete, insert, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
@@ -60,6 +60,7 @@ class Tx:
         self.envelopes: list[NewEnvelope] = []
         self.after_commit: list[Callable[[], None]] = []
         self.undo: list[Callable[[], None]] = []
+        self.acked: list[tuple[str, int]] = []
         self._keys: dict[DedupeKey, int | None] = {}
 
     def seen(self, key: DedupeKey) -> tuple[bool, int | None]:
@@ -67,6 +68,10 @@ class Tx:
         if key in self._keys:
             return True, self._keys[key]
         return self.writer.seen(key)
+
+    def ack(self, device_id: str, seqs: list[int]) -> None:
+        """Drop delivered mailbox entries; one statement for the whole batch."""
+        self.acked.extend((device_id, s) for s in seqs)
 
     def rollback_to(self, n_audit: int, n_env: int, n_after: int) -> None:
         """Forget what a failed operation added to the batch."""
@@ -289,8 +294,8 @@ class Writer:
             if rows:
                 await tx.conn.execute(insert(mailbox), rows)
         await insert_rows(tx.conn, self.chain.rows(tx.audit_events))
-
-
-async def delete_acked(tx: Tx, device_id: str, seqs: list[int]) -> None:
-    await tx.conn.execute(
-        delete(mailbox).where(mailbox.c.device_id == device_id, mailbox.c.seq.in_(seqs)))
+        if tx.acked:
+            await tx.conn.execute(
+                delete(mailbox).where(mailbox.c.device_id == bindparam("d"),
+                                      mailbox.c.seq == bindparam("s")),
+                [{"d": d, "s": s} for d, s in tx.acked])
