@@ -28,13 +28,13 @@ import websockets
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from crypto.primitives import ed25519_public, ed25519_sign  # noqa: E402
-from protocol.encoding import b64decode, b64encode  # noqa: E402
-from protocol.rest import Profession, User  # noqa: E402
-from relay import admin  # noqa: E402
-from relay.config import DataDir  # noqa: E402
-from relay.routes_accounts import enroll_proof_message, login_message  # noqa: E402
-from relay.service import new_id  # noqa: E402
+from crypto.primitives import ed25519_public, ed25519_sign
+from protocol.auth import enroll_proof_message, login_message
+from protocol.encoding import b64decode, b64encode
+from protocol.rest import Profession, User
+from relay import admin
+from relay.config import DataDir
+from relay.ids import new_id
 
 BIN = Path(sys.executable).parent / "liaison-relay"
 PASS = "benchmark passphrase"

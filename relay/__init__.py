@@ -3,6 +3,13 @@
 Public surface: ``relay.serve()``; the admin command line is ``liaison-relay``.
 """
 
-from relay.server import serve
+from __future__ import annotations
 
-__all__ = ["serve"]
+from typing import Any
+
+
+def serve(*args: Any, **kwargs: Any) -> None:
+    """Run a relay (see ``relay.server.serve``); imported lazily so admin commands stay quick."""
+    from relay.server import serve as _serve
+
+    _serve(*args, **kwargs)

@@ -31,9 +31,8 @@ from relay.audit import (
 )
 from relay.config import DataDir
 from relay.db import devices, invites, lock_for_writing, make_engine, user_terms, users
+from relay.ids import invite_hash, new_id
 from relay.migrate import upgrade_async
-from relay.routes_accounts import invite_hash
-from relay.service import new_id
 
 INVITE_ALPHABET = "ABCDEFGHJKLMNPQRSTUVWXYZ23456789"  # no 0/O, 1/I: read aloud on a ward
 

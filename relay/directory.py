@@ -34,8 +34,8 @@ from protocol.rest import Profession
 from relay.admin import AdminTx, admin_tx, fold, save_user
 from relay.config import DataDir
 from relay.db import users
+from relay.ids import new_id
 from relay.routes_accounts import user_model
-from relay.service import new_id
 
 RPPS_SYSTEM = "https://rpps.esante.gouv.fr"
 IDNATPS_SYSTEM = "urn:oid:1.2.250.1.71.4.2.1"  # "8" + RPPS for RPPS-registered professionals

@@ -6,39 +6,22 @@ import json
 import os
 import secrets
 import time
-from hashlib import sha256
 
 from fastapi import APIRouter, Response
 from sqlalchemy import insert, select, update
 
 from crypto.primitives import ed25519_verify
 from protocol import rest
+from protocol.auth import enroll_proof_message, login_message
 from protocol.problems import Code
 from relay import totp
 from relay.db import challenges, devices, invites, tokens, users
 from relay.deps import AddressDep, DeviceDep, RelayDep
 from relay.errors import ProblemError
-from relay.service import new_id, token_hash
+from relay.ids import invite_hash, new_id, token_hash
 from relay.writer import Tx
 
 router = APIRouter(prefix="/v1", tags=["accounts"])
-
-ENROLL_LABEL = b"Liaison 1.0 Enroll"
-LOGIN_LABEL = b"Liaison 1.0 Login"
-
-
-def enroll_proof_message(invite_code: str, signature_key: bytes) -> bytes:
-    """What a device signs to prove it holds the key it enrolls."""
-    return ENROLL_LABEL + b"\x00" + invite_code.encode() + b"\x00" + signature_key
-
-
-def login_message(challenge: bytes, device_id: str) -> bytes:
-    return LOGIN_LABEL + b"\x00" + challenge + b"\x00" + device_id.encode()
-
-
-def invite_hash(code: str) -> bytes:
-    return sha256(b"liaison-invite\x00" + code.strip().upper().encode()).digest()
-
 
 @router.post("/enroll", response_model=rest.EnrollResponse)
 async def enroll(body: rest.EnrollRequest, relay: RelayDep,

@@ -6,10 +6,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import hashlib
 import json
 import logging
-import secrets
 import time
 from collections import defaultdict, deque
 from dataclasses import dataclass
@@ -36,7 +34,9 @@ from relay.db import (
 )
 from relay.delivery import Connection, Hub, deliver_frame, envelope_json
 from relay.errors import ProblemError
+from relay.ids import token_hash
 from relay.orgkey import OrganisationKey
+from relay.sqlite_writer import SqliteWriter, sqlite_path
 from relay.writer import NewEnvelope, Tx, Writer
 
 log = logging.getLogger("liaison.relay")
@@ -53,14 +53,6 @@ class AuthDevice:
     @property
     def is_admin(self) -> bool:
         return "admin" in self.roles
-
-
-def token_hash(token: str) -> bytes:
-    return hashlib.sha256(token.encode()).digest()
-
-
-def new_id(prefix: str) -> str:
-    return prefix + secrets.token_urlsafe(12)
 
 
 class RateLimiter:
@@ -101,7 +93,10 @@ class Relay:
         url = data.db_url(config)
         self.engine = make_engine(url, synchronous=config.sqlite_synchronous)
         self.write_engine = make_engine(url, synchronous=config.sqlite_synchronous, writer=True)
+        path = sqlite_path(url)
         self.writer = Writer(self.write_engine, message_ttl=config.message_ttl_days * 86_400,
+                             sqlite=SqliteWriter(path, config.sqlite_synchronous) if path
+                             else None,
                              on_delivered=self._delivered, on_audit_head=self._sign_audit_head)
         self.hub = Hub()
         self.limiter = RateLimiter(config.auth_failures_per_window,
@@ -172,7 +167,7 @@ class Relay:
         async def op(tx: Tx) -> None:
             tx.audit(event, **fields)  # type: ignore[arg-type]
 
-        self.writer.submit(op, savepoint=False)
+        self.writer.submit(op, fast=True)
 
     # -- messages ---------------------------------------------------------------------------
     def _member_of(self, group_id: bytes, device: str) -> set[str]:
@@ -196,7 +191,7 @@ class Relay:
                      recipients=len(recipients))
             return fr.Accepted(id=frame.id)
 
-        return self.writer.submit(op, savepoint=False, dedupe=key)
+        return self.writer.submit(op, fast=True, dedupe=key)
 
     def submit_commit(self, device: AuthDevice, frame: fr.Commit) -> asyncio.Future[fr.Accepted]:
         key = (device.device_id, frame.id)
@@ -262,7 +257,7 @@ class Relay:
         async def op(tx: Tx) -> None:
             tx.ack(device.device_id, seqs)
 
-        self.writer.submit(op, savepoint=False)
+        self.writer.submit(op, fast=True)
 
     async def backlog(self, device_id: str, after: int, limit: int) -> list[tuple[int, str]]:
         q = (select(mailbox.c.seq, envelopes).select_from(

@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import sqlite3
 import time
 from collections import OrderedDict
 from collections.abc import Awaitable, Callable
@@ -23,6 +24,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from relay.audit import AuditChain, insert_rows
 from relay.db import envelopes, lock_for_writing, mailbox
+from relay.sqlite_writer import SqliteWriter
 
 log = logging.getLogger("liaison.relay.writer")
 
@@ -52,7 +54,7 @@ def _epoch_after(env: NewEnvelope) -> int | None:
 class Tx:
     """What an operation may do inside the batch's transaction."""
 
-    def __init__(self, conn: AsyncConnection, writer: Writer) -> None:
+    def __init__(self, conn: AsyncConnection | None, writer: Writer) -> None:
         self.conn = conn
         self.writer = writer
         self.now = time.time()
@@ -113,15 +115,18 @@ class _Pending:
     future: asyncio.Future[Any]
     savepoint: bool
     dedupe: DedupeKey | None
+    fast: bool  # the op only queues rows (tx.enqueue, tx.ack, tx.audit): no SQL of its own
 
 
 class Writer:
     def __init__(self, engine: AsyncEngine, *, message_ttl: float,
+                 sqlite: SqliteWriter | None = None,
                  on_delivered: Callable[[list[NewEnvelope]], None],
                  on_audit_head: Callable[[int, bytes], None] | None = None) -> None:
         self.engine = engine
         self.message_ttl = message_ttl
         self.on_delivered = on_delivered
+        self.sqlite = sqlite
         self.on_audit_head = on_audit_head
         self.queue: asyncio.Queue[_Pending] = asyncio.Queue()
         self.chain = AuditChain(0, bytes(32))
@@ -156,6 +161,8 @@ class Writer:
         if self._conn is not None:
             await self._conn.close()
             self._conn = None
+        if self.sqlite is not None:
+            await self.sqlite.close()
 
     async def _connection(self) -> AsyncConnection:
         """The writer keeps one connection: no pool checkout or reset per batch."""
@@ -171,11 +178,15 @@ class Writer:
         self._seq += 1
         return self._seq
 
-    def submit(self, op: Op, *, savepoint: bool = True,
-               dedupe: DedupeKey | None = None) -> asyncio.Future[Any]:
-        """Queue an operation; ``dedupe`` names a client message so a resend is recognised."""
+    def submit(self, op: Op, *, savepoint: bool = True, dedupe: DedupeKey | None = None,
+               fast: bool = False) -> asyncio.Future[Any]:
+        """Queue an operation; ``dedupe`` names a client message so a resend is recognised.
+
+        ``fast`` ops issue no SQL themselves (they queue rows), so on SQLite a batch of them
+        is written in one trip to the database thread.
+        """
         fut: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
-        self.queue.put_nowait(_Pending(op, fut, savepoint, dedupe))
+        self.queue.put_nowait(_Pending(op, fut, savepoint and not fast, dedupe, fast))
         return fut
 
     def seen(self, key: DedupeKey) -> tuple[bool, int | None]:
@@ -190,19 +201,23 @@ class Writer:
             (sender, _), _ = self._seen.popitem(last=False)
             self._loaded_senders.discard(sender)  # reload its ids if it sends again
 
-    async def _load_seen(self, conn: AsyncConnection, batch: list[_Pending]) -> None:
+    async def _load_seen(self, conn: AsyncConnection | None, batch: list[_Pending]) -> None:
         """The first time a device sends after a (re)start, learn the ids it already stored,
         so a resend of a message accepted before the restart is still recognised."""
         senders = {p.dedupe[0] for p in batch if p.dedupe is not None} - self._loaded_senders
         if not senders:
             return
-        rows = await conn.execute(select(envelopes.c.sender_device, envelopes.c.client_id,
-                                         envelopes.c.epoch, envelopes.c.kind).where(
-            envelopes.c.sender_device.in_(senders), envelopes.c.client_id.is_not(None)))
-        for r in rows:
-            self._remember((r.sender_device, r.client_id),
-                           r.epoch + 1 if r.kind == "commit" and r.epoch is not None
-                           else r.epoch)
+        if conn is None:
+            assert self.sqlite is not None
+            rows = await self.sqlite.senders_ids(senders)
+        else:
+            rows = (await conn.execute(select(
+                envelopes.c.sender_device, envelopes.c.client_id, envelopes.c.epoch,
+                envelopes.c.kind).where(envelopes.c.sender_device.in_(senders),
+                                        envelopes.c.client_id.is_not(None)))).all()
+        for sender, client_id, epoch, kind in rows:
+            self._remember((sender, client_id),
+                           epoch + 1 if kind == "commit" and epoch is not None else epoch)
         self._loaded_senders |= senders
 
     async def run(self, op: Op) -> Any:
@@ -215,54 +230,75 @@ class Writer:
             while len(batch) < 2000 and not self.queue.empty():
                 batch.append(self.queue.get_nowait())
             try:
-                try:
-                    await self._execute(batch)
-                except IntegrityError:
-                    # the admin CLI appended audit records since: chain after them, retry
-                    conn = await self._connection()
-                    async with conn.begin():
-                        self.chain = await AuditChain.load(conn)
-                    await self._execute(batch)
-            except Exception:  # the batch failed to commit: every op in it fails
-                log.exception("writer batch failed")
-                for p in batch:
-                    if not p.future.done():
-                        p.future.set_exception(RuntimeError("storage failure"))
+                for run in _runs(batch, self.sqlite is not None):
+                    await self._execute_retrying(run)
             finally:
                 for _ in batch:
                     self.queue.task_done()
 
+    async def _execute_retrying(self, batch: list[_Pending]) -> None:
+        try:
+            try:
+                await self._execute(batch)
+            except (IntegrityError, sqlite3.IntegrityError):
+                # the admin CLI appended audit records since: chain after them, retry
+                conn = await self._connection()
+                async with conn.begin():
+                    self.chain = await AuditChain.load(conn)
+                await self._execute(batch)
+        except Exception:  # the batch failed to commit: every op in it fails
+            log.exception("writer batch failed")
+            for p in batch:
+                if not p.future.done():
+                    p.future.set_exception(RuntimeError("storage failure"))
+
     async def _execute(self, batch: list[_Pending]) -> None:
         mark = self.chain.mark()
         ids = (self._envelope_id, self._seq)
-        results: list[tuple[_Pending, bool, Any]] = []
         tx: Tx | None = None
         try:
-            conn = await self._connection()
-            async with conn.begin():
-                await lock_for_writing(conn)
-                await self._load_seen(conn, batch)
-                tx = Tx(conn, self)
-                for p in batch:
-                    n_audit, n_env, n_after = (len(tx.audit_events), len(tx.envelopes),
-                                               len(tx.after_commit))
-                    try:
-                        if p.savepoint:
-                            async with conn.begin_nested():
-                                value = await p.op(tx)
-                        else:
-                            value = await p.op(tx)
-                        results.append((p, True, value))
-                    except Exception as e:  # this op fails alone
-                        tx.rollback_to(n_audit, n_env, n_after)
-                        results.append((p, False, e))
-                await self._flush(tx)
+            if self.sqlite is not None and batch[0].fast:
+                await self._load_seen(None, batch)
+                tx = Tx(None, self)
+                results = await self._run_ops(tx, batch)
+                await self.sqlite.flush(*self._rows(tx))
+            else:
+                conn = await self._connection()
+                async with conn.begin():
+                    await lock_for_writing(conn)
+                    await self._load_seen(conn, batch)
+                    tx = Tx(conn, self)
+                    results = await self._run_ops(tx, batch)
+                    await self._flush(conn, tx)
         except BaseException:
             self.chain.reset(mark)
             self._envelope_id, self._seq = ids
             for fn in reversed(tx.undo if tx else []):
                 fn()
             raise
+        self._committed(tx, results, mark)
+
+    async def _run_ops(self, tx: Tx, batch: list[_Pending]) -> list[tuple[_Pending, bool, Any]]:
+        results: list[tuple[_Pending, bool, Any]] = []
+        for p in batch:
+            n_audit, n_env, n_after = (len(tx.audit_events), len(tx.envelopes),
+                                       len(tx.after_commit))
+            try:
+                if p.savepoint:
+                    assert tx.conn is not None
+                    async with tx.conn.begin_nested():
+                        value = await p.op(tx)
+                else:
+                    value = await p.op(tx)
+                results.append((p, True, value))
+            except Exception as e:  # this op fails alone
+                tx.rollback_to(n_audit, n_env, n_after)
+                results.append((p, False, e))
+        return results
+
+    def _committed(self, tx: Tx, results: list[tuple[_Pending, bool, Any]],
+                   mark: tuple[int, bytes]) -> None:
+        """After COMMIT, and only then: remember ids, deliver, answer."""
         self.batches += 1
         if self.on_audit_head is not None and self.chain.mark() != mark:
             self.on_audit_head(self.chain.seq, self.chain.head)
@@ -281,21 +317,38 @@ class Writer:
             else:
                 p.future.set_exception(value)
 
-    async def _flush(self, tx: Tx) -> None:
+    def _rows(self, tx: Tx) -> tuple[list[dict[str, Any]], ...]:
         expires = tx.now + self.message_ttl
-        if tx.envelopes:
-            await tx.conn.execute(insert(envelopes), [
-                {"id": e.id, "sender_device": e.sender_device, "client_id": e.client_id,
+        envs = [{"id": e.id, "sender_device": e.sender_device, "client_id": e.client_id,
                  "group_id": e.group_id, "kind": e.kind, "epoch": e.epoch,
                  "payload": e.payload, "created_at": tx.now, "expires_at": expires}
-                for e in tx.envelopes])
-            rows = [{"seq": s, "device_id": d, "envelope_id": e.id}
-                    for e in tx.envelopes for d, s in e.seqs]
-            if rows:
-                await tx.conn.execute(insert(mailbox), rows)
-        await insert_rows(tx.conn, self.chain.rows(tx.audit_events))
-        if tx.acked:
-            await tx.conn.execute(
+                for e in tx.envelopes]
+        boxes = [{"seq": s, "device_id": d, "envelope_id": e.id}
+                 for e in tx.envelopes for d, s in e.seqs]
+        acked = [{"d": d, "s": s} for d, s in tx.acked]
+        return envs, boxes, self.chain.rows(tx.audit_events), acked
+
+    async def _flush(self, conn: AsyncConnection, tx: Tx) -> None:
+        envs, boxes, audit_rows, acked = self._rows(tx)
+        if envs:
+            await conn.execute(insert(envelopes), envs)
+        if boxes:
+            await conn.execute(insert(mailbox), boxes)
+        await insert_rows(conn, audit_rows)
+        if acked:
+            await conn.execute(
                 delete(mailbox).where(mailbox.c.device_id == bindparam("d"),
-                                      mailbox.c.seq == bindparam("s")),
-                [{"d": d, "s": s} for d, s in tx.acked])
+                                      mailbox.c.seq == bindparam("s")), acked)
+
+
+def _runs(batch: list[_Pending], split_fast: bool) -> list[list[_Pending]]:
+    """Consecutive fast ops form a run of their own; order between runs is kept."""
+    if not split_fast:
+        return [batch]
+    runs: list[list[_Pending]] = []
+    for p in batch:
+        if runs and runs[-1][0].fast == p.fast:
+            runs[-1].append(p)
+        else:
+            runs.append([p])
+    return runs

@@ -22,8 +22,8 @@ import httpx
 import websockets
 
 from crypto.primitives import ed25519_public, ed25519_sign
+from protocol.auth import enroll_proof_message, login_message
 from protocol.encoding import b64decode, b64encode
-from relay.routes_accounts import enroll_proof_message, login_message
 
 PASSPHRASE = "correct horse battery staple"
 BIN = Path(sys.executable).parent / "liaison-relay"
