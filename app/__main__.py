@@ -29,10 +29,14 @@ def main() -> int:
             if vectors
             else "runner (crypto.vectors) not present yet."
         ),
-        "  protocol/, storage/, app/client/: package skeletons only.",
-        "  relay/ (the relay server) and app/ui/ (the Flet app): come in later issues.",
+        "  protocol/  the wire contract (REST bodies, WebSocket frames): present.",
+        "  relay/    the relay server: " + ("present." if _present("relay.cli") else "not yet."),
+        "            try it: .venv/bin/liaison-relay init --data ./relay-data --org \"CHU Exemple\"",
+        "                    .venv/bin/liaison-relay serve --data ./relay-data",
+        "            (docs/OPERATIONS.md has the whole walk-through)",
+        "  storage/, app/client/, app/ui/ (the Flet app): come in later issues.",
         "",
-        "There is no messenger to start yet; `make test` runs the test suite.",
+        "There is no messenger UI to start yet; `make test` runs the test suite.",
     ]
     print("\n".join(lines))
     return 0

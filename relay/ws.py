@@ -31,6 +31,8 @@ async def endpoint(ws: WebSocket) -> None:
     try:
         device = await relay.authenticate(bearer(ws))  # type: ignore[arg-type]
     except ProblemError as e:
+        # a close before accept would be an HTTP 403 handshake refusal, losing code and reason
+        await ws.accept()
         await ws.close(code=4001, reason=e.code.value)
         return
     await ws.accept()
