@@ -31,7 +31,7 @@ def main() -> int:
         ),
         "  protocol/  the wire contract (REST bodies, WebSocket frames): present.",
         "  relay/    the relay server: " + ("present." if _present("relay.cli") else "not yet."),
-        "            try it: .venv/bin/liaison-relay init --data ./relay-data --org \"CHU Exemple\"",
+        "            try it: .venv/bin/liaison-relay init --data ./relay-data --org Demo",
         "                    .venv/bin/liaison-relay serve --data ./relay-data",
         "            (docs/OPERATIONS.md has the whole walk-through)",
         "  storage/, app/client/, app/ui/ (the Flet app): come in later issues.",
