@@ -17,7 +17,7 @@ from cryptography.x509.oid import NameOID
 from tests.relay_harness import BIN, PASSPHRASE, RelayProcess, cli, new_device, running_relay
 
 
-def _self_signed(tmp_path):  # noqa: ANN001, ANN202
+def _self_signed(tmp_path):
     key = ec.generate_private_key(ec.SECP256R1())
     name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "relay.chu-exemple.test")])
     now = datetime.datetime.now(datetime.UTC)
