@@ -9,12 +9,14 @@ encrypted messages. Then every byte the relay wrote is scanned for the markers.
 from __future__ import annotations
 
 import asyncio
+import io
 import json
 import os
 from pathlib import Path
 
 from crypto.cipher_suite import suite
 from crypto.credential import Credential, organisation_validator
+from crypto.document import DocumentKey, encrypt_stream
 from crypto.extensions import LIAISON_ROOM_STATE, Extension
 from crypto.group import Group, create_key_package
 from crypto.message import MLSMessage
@@ -69,7 +71,10 @@ async def _exchange(alice: Device, bob: Device) -> None:
     from crypto.extensions import find
 
     assert find(bob_room.context.extensions, LIAISON_ROOM_STATE) == state
-    note = json.dumps({"text": BODY, "attachment": {"name": FILE_NAME}}).encode()
+    blob_id, doc_key = _upload_document(alice, gid)
+    note = json.dumps({"text": BODY, "attachment": {
+        "name": FILE_NAME, "blob": blob_id, "key": doc_key.key.hex(),
+        "sha256": doc_key.ciphertext_sha256.hex()}}).encode()
     await alice.send_frame({"type": "send", "id": "m1", "group_id": b64encode(gid),
                             "payload": b64encode(room.encrypt(note))})
     await bob.pump(lambda d: any(f["envelope"]["id"] == "m1" for f in d.received
@@ -77,6 +82,27 @@ async def _exchange(alice: Device, bob: Device) -> None:
     frame = next(f for f in bob.received if f["envelope"]["id"] == "m1")
     event = bob_room.process(b64decode(frame["envelope"]["payload"]))
     assert event.data == note  # type: ignore[union-attr]
+
+
+def _upload_document(dev: Device, gid: bytes) -> tuple[str, DocumentKey]:
+    """A report whose text carries the markers, encrypted on the device, then uploaded."""
+    report = (f"%PDF-1.4 Compte rendu {PATIENT_NAME} INS {PATIENT_INS}: {BODY}\n" * 200)
+    cipher = io.BytesIO()
+    key = encrypt_stream(io.BytesIO(report.encode()), cipher)
+    data = cipher.getvalue()
+    with dev.http() as c:
+        r = c.post("/v1/blobs", json={"group_id": b64encode(gid), "size": len(data),
+                                      "sha256": b64encode(key.ciphertext_sha256)})
+        assert r.status_code == 201, r.text
+        status = r.json()
+        step = status["chunk_size"]
+        for off in range(0, len(data), step):
+            r = c.put(f"/v1/blobs/{status['blob_id']}/content", params={"offset": off},
+                      content=data[off:off + step],
+                      headers={"content-type": "application/octet-stream"})
+            assert r.status_code == 200, r.text
+        assert r.json()["complete"] is True
+    return status["blob_id"], key
 
 
 def _scan(root: Path) -> list[str]:
@@ -111,4 +137,5 @@ def test_relay_stores_and_logs_no_plaintext(tmp_path):
     # after shutdown too (WAL checkpointed into the main file)
     hits = _scan(relay.data) + hits_live
     assert (relay.data / "relay.db").exists() and (relay.data / "logs").is_dir()
+    assert any((relay.data / "blobs").iterdir())  # the document was scanned too
     assert hits == [], hits
