@@ -23,7 +23,6 @@ from crypto.codec import Reader, opaque
 from crypto.commit import Commit
 from crypto.credential import Credential, CredentialValidator
 from crypto.errors import (
-    DecryptError,
     MLSError,
     StaleEpochError,
     UnsupportedError,
@@ -37,7 +36,14 @@ from crypto.primitives import ed25519_public
 from crypto.psk import EXTERNAL, RESUMPTION, USAGE_APPLICATION, PreSharedKeyID, psk_secret
 from crypto.ratchet_tree import RatchetTree
 from crypto.secret_tree import NodeSecret, SecretTree
-from crypto.welcome import EncryptedGroupSecrets, GroupInfo, GroupSecrets, Welcome
+from crypto.welcome import (
+    EncryptedGroupSecrets,
+    GroupInfo,
+    GroupSecrets,
+    Welcome,
+    open_group_info,
+    open_group_secrets,
+)
 
 _PATH_REQUIRED = frozenset({prop.UPDATE, prop.REMOVE, prop.EXTERNAL_INIT,
                             prop.GROUP_CONTEXT_EXTENSIONS})
@@ -755,13 +761,7 @@ class Group:
         cs = suite(w.cipher_suite)
         if cs.id != key_package.cipher_suite:
             raise ValidationError("Welcome cipher suite differs from the KeyPackage's")
-        ref = key_package.ref()
-        mine = next((s for s in w.secrets if s.new_member == ref), None)
-        if mine is None:
-            raise ValidationError("Welcome is not addressed to this KeyPackage")
-        ct = mine.encrypted_group_secrets
-        gs = GroupSecrets.deserialize(cs.decrypt_with_label(
-            secrets.init_priv, b"Welcome", w.encrypted_group_info, ct.kem_output, ct.ciphertext))
+        gs = open_group_secrets(cs, w, key_package.ref(), secrets.init_priv)
         psk_store = dict(external_psks or {})
         psks = []
         for pid in gs.psks:
@@ -769,11 +769,7 @@ class Group:
                 raise ValidationError("Welcome needs a PSK this device does not have")
             psks.append((pid, psk_store[pid.psk_id]))
         psk = psk_secret(cs, psks)
-        key, nonce = ks.welcome_key_nonce(cs, ks.welcome_secret(cs, gs.joiner_secret, psk))
-        try:
-            gi = GroupInfo.deserialize(cs.aead.open(key, nonce, b"", w.encrypted_group_info))
-        except DecryptError:
-            raise DecryptError("cannot decrypt the Welcome's GroupInfo") from None
+        gi = open_group_info(cs, w, gs.joiner_secret, psk)
         ctx = gi.group_context
         if ctx.cipher_suite != cs.id or ctx.version != ext.PROTOCOL_VERSION_MLS10:
             raise ValidationError("GroupInfo suite or version mismatch")

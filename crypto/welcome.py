@@ -4,9 +4,10 @@ from __future__ import annotations
 
 from typing import Annotated
 
+from crypto import key_schedule as ks
 from crypto.cipher_suite import CipherSuite
 from crypto.codec import OPAQUE, U16, U32, Opt, Struct, Vec, struct
-from crypto.errors import ValidationError
+from crypto.errors import DecryptError, ValidationError
 from crypto.extensions import Extension
 from crypto.group_context import GroupContext
 from crypto.psk import PreSharedKeyID
@@ -52,3 +53,23 @@ class Welcome(Struct):
     cipher_suite: Annotated[int, U16]
     secrets: Annotated[list[EncryptedGroupSecrets], Vec(EncryptedGroupSecrets)]
     encrypted_group_info: Annotated[bytes, OPAQUE]
+
+
+def open_group_secrets(cs: CipherSuite, welcome: Welcome, key_package_ref: bytes,
+                       init_priv: bytes) -> GroupSecrets:
+    """The joiner's GroupSecrets, found by its KeyPackageRef and opened with its init key."""
+    mine = next((s for s in welcome.secrets if s.new_member == key_package_ref), None)
+    if mine is None:
+        raise ValidationError("Welcome is not addressed to this KeyPackage")
+    ct = mine.encrypted_group_secrets
+    return GroupSecrets.deserialize(cs.decrypt_with_label(
+        init_priv, b"Welcome", welcome.encrypted_group_info, ct.kem_output, ct.ciphertext))
+
+
+def open_group_info(cs: CipherSuite, welcome: Welcome, joiner_secret: bytes,
+                    psk_secret: bytes) -> GroupInfo:
+    key, nonce = ks.welcome_key_nonce(cs, ks.welcome_secret(cs, joiner_secret, psk_secret))
+    try:
+        return GroupInfo.deserialize(cs.aead.open(key, nonce, b"", welcome.encrypted_group_info))
+    except DecryptError:
+        raise DecryptError("cannot decrypt the Welcome's GroupInfo") from None

@@ -38,6 +38,18 @@ def _pair(cs, seed=7):
     return org, rnd, a, b
 
 
+def _trio(cs):
+    """Alice, Bob and Carol in one room (Carol added by Alice)."""
+    org, rnd, a, b = _pair(cs)
+    carol = org.device("carol", "phone", cs, rnd)
+    kp, sec = carol.key_package()
+    p = a.commit(add=[kp], random=rnd)
+    a.apply(p)
+    b.process(p.message)
+    c = Group.join(p.welcome, kp, sec, org.validator())  # type: ignore[arg-type]
+    return org, rnd, a, b, c
+
+
 def test_two_members_agree_and_exchange_messages(cs):
     _, _, a, b = _pair(cs)
     assert a.epoch == b.epoch == 1
@@ -121,13 +133,7 @@ def test_stale_epoch_message_is_refused(cs):
 
 
 def test_removed_member_cannot_follow(cs):
-    org, rnd, a, b = _pair(cs)
-    carol = org.device("carol", "phone", cs, rnd)
-    kp, sec = carol.key_package()
-    p = a.commit(add=[kp], random=rnd)
-    a.apply(p)
-    b.process(p.message)
-    c = Group.join(p.welcome, kp, sec, org.validator())  # type: ignore[arg-type]
+    _org, rnd, a, b, c = _trio(cs)
     removal = a.commit(remove=[b.my_leaf], random=rnd)
     a.apply(removal)
     c.process(removal.message)
@@ -173,13 +179,7 @@ def test_welcome_with_unattested_member_is_refused(cs):
 
 
 def test_proposals_by_reference_and_self_update(cs):
-    org, rnd, a, b = _pair(cs)
-    carol = org.device("carol", "phone", cs, rnd)
-    kp, sec = carol.key_package()
-    p = a.commit(add=[kp], random=rnd)
-    a.apply(p)
-    b.process(p.message)
-    c = Group.join(p.welcome, kp, sec, org.validator())  # type: ignore[arg-type]
+    _org, rnd, a, b, c = _trio(cs)
     upd = b.propose_update(random=rnd)
     for g in (a, c):
         assert isinstance(g.process(upd), ProposalReceived)
@@ -225,13 +225,7 @@ def test_member_cannot_impersonate_another_member(cs):
     from crypto import framing as fr
     from crypto.message import MLSMessage
 
-    org, rnd, a, b = _pair(cs)
-    carol = org.device("carol", "phone", cs, rnd)
-    kp, sec = carol.key_package()
-    p = a.commit(add=[kp], random=rnd)
-    a.apply(p)
-    b.process(p.message)
-    c = Group.join(p.welcome, kp, sec, org.validator())  # type: ignore[arg-type]
+    _org, _rnd, a, b, c = _trio(cs)
     forged = fr.FramedContent(c.group_id, c.epoch, fr.Sender(fr.MEMBER, a.my_leaf), b"",
                               b"Arretez le traitement (signe: Alice)")
     sig = fr.sign(c.cs, c.signature_priv, fr.PRIVATE_MESSAGE, forged, c.context.serialize())

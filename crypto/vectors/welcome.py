@@ -6,7 +6,7 @@ from crypto import key_schedule as ks
 from crypto.key_package import KeyPackage
 from crypto.message import MLSMessage
 from crypto.vectors.common import Case, case_suite, expect, unhex
-from crypto.welcome import GroupInfo, GroupSecrets, Welcome
+from crypto.welcome import Welcome, open_group_info, open_group_secrets
 
 
 def check(case: Case) -> None:
@@ -15,18 +15,10 @@ def check(case: Case) -> None:
     welcome = MLSMessage.deserialize(unhex(case["welcome"])).body
     assert isinstance(kp, KeyPackage) and isinstance(welcome, Welcome)
     expect("Welcome cipher suite", welcome.cipher_suite, cs.id)
-    ref = kp.ref()
-    mine = next((s for s in welcome.secrets if s.new_member == ref), None)
-    if mine is None:
-        raise AssertionError("Welcome holds no group secrets for key_package")
-    ct = mine.encrypted_group_secrets
-    gs = GroupSecrets.deserialize(cs.decrypt_with_label(
-        unhex(case["init_priv"]), b"Welcome", welcome.encrypted_group_info, ct.kem_output,
-        ct.ciphertext))
+    gs = open_group_secrets(cs, welcome, kp.ref(), unhex(case["init_priv"]))
     expect("GroupSecrets PSKs", gs.psks, [])
     no_psks = bytes(cs.nh)
-    key, nonce = ks.welcome_key_nonce(cs, ks.welcome_secret(cs, gs.joiner_secret, no_psks))
-    gi = GroupInfo.deserialize(cs.aead.open(key, nonce, b"", welcome.encrypted_group_info))
+    gi = open_group_info(cs, welcome, gs.joiner_secret, no_psks)
     gi.verify(cs, unhex(case["signer_pub"]))
     ctx = gi.group_context
     epoch = ks.from_joiner(cs, gs.joiner_secret, no_psks, ctx.serialize())
