@@ -82,6 +82,20 @@ async def admin_tx(data: DataDir) -> AsyncIterator[AdminTx]:
         await engine.dispose()
 
 
+@asynccontextmanager
+async def admin_read(data: DataDir) -> AsyncIterator[AsyncConnection]:
+    """Read-only commands: a plain connection, so the running relay is never held up."""
+    config = data.load_config()
+    url = data.db_url(config)
+    await upgrade_async(url)
+    engine = make_engine(url, synchronous=config.sqlite_synchronous)
+    try:
+        async with engine.connect() as conn:
+            yield conn
+    finally:
+        await engine.dispose()
+
+
 async def write_user_terms(conn: AsyncConnection, user: rest.User) -> None:
     await conn.execute(delete(user_terms).where(user_terms.c.user_id == user.id))
     rows = [{"user_id": user.id, "kind": "name", "term": t} for t in terms(user.display_name)]
@@ -121,10 +135,10 @@ async def add_user(data: DataDir, *, name: str, profession: str, specialty: str 
 
 
 async def list_users(data: DataDir) -> list[dict[str, Any]]:
-    async with admin_tx(data) as tx:
-        rows = (await tx.conn.execute(select(users).order_by(users.c.display_name))).all()
+    async with admin_read(data) as conn:
+        rows = (await conn.execute(select(users).order_by(users.c.display_name))).all()
         counts: dict[str, int] = {}
-        for d in (await tx.conn.execute(select(devices.c.user_id).where(
+        for d in (await conn.execute(select(devices.c.user_id).where(
                 devices.c.revoked_at.is_(None)))).all():
             counts[d.user_id] = counts.get(d.user_id, 0) + 1
     return [{"id": r.id, "name": r.display_name, "profession": r.profession,
@@ -168,11 +182,11 @@ async def insert_invite(tx: AdminTx, user_id: str, ttl_seconds: float) -> str:
 
 
 async def list_devices(data: DataDir, user_id: str | None) -> list[dict[str, Any]]:
-    async with admin_tx(data) as tx:
+    async with admin_read(data) as conn:
         q = select(devices).order_by(devices.c.user_id, devices.c.created_at)
         if user_id:
             q = q.where(devices.c.user_id == user_id)
-        rows = (await tx.conn.execute(q)).all()
+        rows = (await conn.execute(q)).all()
     return [{"id": r.id, "user_id": r.user_id, "name": r.name, "created_at": r.created_at,
              "revoked": r.revoked_at is not None} for r in rows]
 
@@ -189,10 +203,10 @@ async def revoke_device(data: DataDir, device_id: str) -> None:
 
 async def verify_audit(data: DataDir) -> VerifyResult:
     config = data.load_config()
-    async with admin_tx(data) as tx:
-        result = await verify(tx.conn)
+    async with admin_read(data) as conn:
+        result = await verify(conn)
         if config.organisation_key:
-            result = await verify_head(tx.conn, data.audit_head_file,
+            result = await verify_head(conn, data.audit_head_file,
                                        b64decode(config.organisation_key), result)
         return result
 
@@ -203,8 +217,8 @@ async def export_audit(data: DataDir, out: TextIO, since: str | None) -> int:
         dt = datetime.fromisoformat(since)
         start = (dt if dt.tzinfo else dt.replace(tzinfo=UTC)).timestamp()
     n = 0
-    async with admin_tx(data) as tx:
-        async for r in iter_records(tx.conn, start):
+    async with admin_read(data) as conn:
+        async for r in iter_records(conn, start):
             r["prev_hash"], r["hash"] = r["prev_hash"].hex(), r["hash"].hex()
             r["time"] = datetime.fromtimestamp(r["at"], UTC).isoformat()
             r["details"] = json.loads(r["details"])

@@ -77,10 +77,6 @@ def create_app(relay: Relay) -> FastAPI:
     return app
 
 
-class _TooLarge(Exception):
-    pass
-
-
 class BodyLimit:
     """Refuse oversized request bodies, declared or streamed, before they are buffered.
 
@@ -105,25 +101,16 @@ class BodyLimit:
                 await too_large(scope, receive, send)
                 return
         seen = 0
-        started = False
 
         async def limited() -> Message:
+            # an HTTPException, not a private one: FastAPI turns any other exception raised
+            # while it reads a body into a 400, while this one reaches the 413 handler
             nonlocal seen
             msg = await receive()
             if msg["type"] == "http.request":
                 seen += len(msg.get("body", b""))
                 if seen > cap:
-                    raise _TooLarge
+                    raise StarletteHTTPException(413, f"body larger than {cap} bytes")
             return msg
 
-        async def tracking(msg: Message) -> None:
-            nonlocal started
-            if msg["type"] == "http.response.start":
-                started = True
-            await send(msg)
-
-        try:
-            await self.app(scope, limited, tracking)
-        except _TooLarge:
-            if not started:
-                await too_large(scope, receive, send)
+        await self.app(scope, limited, send)

@@ -9,6 +9,7 @@ import argparse
 import asyncio
 import getpass
 import json
+import os
 import re
 import sys
 from pathlib import Path
@@ -46,7 +47,9 @@ def cmd_init(a: argparse.Namespace) -> None:
     data = DataDir(a.data)
     if data.config_file.exists():
         raise SystemExit(f"{a.data} already holds a relay")
-    a.data.mkdir(parents=True, exist_ok=True)
+    a.data.mkdir(parents=True, exist_ok=True, mode=0o700)
+    a.data.chmod(0o700)  # config, database and wrapped key are for the relay's user only
+    os.umask(0o077)
     passphrase = _passphrase(a.passphrase_file, confirm=True)
     cost = _KDF[a.kdf]
     key = orgkey.create(data.org_key_file, passphrase,
@@ -67,7 +70,8 @@ def cmd_serve(a: argparse.Namespace) -> None:
         raise SystemExit("give both --tls-cert and --tls-key")
     try:
         serve(a.data, _passphrase(a.passphrase_file), host=a.host, port=a.port,
-              tls_cert=a.tls_cert, tls_key=a.tls_key, insecure=a.insecure)
+              tls_cert=a.tls_cert, tls_key=a.tls_key, insecure=a.insecure,
+              forwarded_allow_ips=a.forwarded_allow_ips)
     except InsecureBindError as e:
         raise SystemExit(str(e)) from None
     except MLSError as e:
@@ -97,8 +101,10 @@ def cmd_user_disable(a: argparse.Namespace) -> None:
 
 
 def cmd_invite(a: argparse.Namespace) -> None:
-    code = asyncio.run(admin.create_invite(DataDir(a.data), a.user_id, a.ttl))
-    print(f"One-time enrollment code for {a.user_id} (valid {a.ttl / 3600:g} h): {code}")
+    data = DataDir(a.data)
+    ttl = a.ttl if a.ttl is not None else data.load_config().invite_ttl_hours_default * 3600
+    code = asyncio.run(admin.create_invite(data, a.user_id, ttl))
+    print(f"One-time enrollment code for {a.user_id} (valid {ttl / 3600:g} h): {code}")
 
 
 def cmd_device_list(a: argparse.Namespace) -> None:
@@ -116,6 +122,9 @@ def cmd_audit_verify(a: argparse.Namespace) -> None:
     result = asyncio.run(admin.verify_audit(DataDir(a.data)))
     if result.ok:
         print(f"Audit trail intact: {result.records} records")
+        if not DataDir(a.data).audit_head_file.exists():
+            print("(no signed head yet: the relay has not served; truncation of the newest "
+                  "records cannot be checked)")
         return
     print(f"AUDIT TRAIL BROKEN at record {result.first_bad_seq}: {result.reason}")
     sys.exit(1)
@@ -163,6 +172,8 @@ def parser() -> argparse.ArgumentParser:
     sp.add_argument("--tls-key", type=Path)
     sp.add_argument("--insecure", action="store_true",
                     help="allow plaintext on a non-loopback address (TLS proxy in front)")
+    sp.add_argument("--forwarded-allow-ips", metavar="IPS",
+                    help="trust X-Forwarded-For from these proxy addresses (comma-separated)")
     sp.set_defaults(fn=cmd_serve)
 
     user = sub.add_parser("user", help="directory users").add_subparsers(dest="sub",
@@ -189,7 +200,8 @@ def parser() -> argparse.ArgumentParser:
     sp = sub.add_parser("invite", help="print a one-time enrollment code for a user")
     data_arg(sp)
     sp.add_argument("user_id")
-    sp.add_argument("--ttl", type=_duration, default=_duration("72h"))
+    sp.add_argument("--ttl", type=_duration, default=None,
+                    help="validity, e.g. 90m, 72h, 7d (default: relay.json's, 72h)")
     sp.set_defaults(fn=cmd_invite)
 
     directory = sub.add_parser("directory", help="bulk directory operations").add_subparsers(

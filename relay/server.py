@@ -65,8 +65,11 @@ class StripQuery(logging.Filter):
 
 def serve(data_dir: Path, passphrase: bytes, *, host: str = "127.0.0.1", port: int = 8765,
           tls_cert: Path | None = None, tls_key: Path | None = None,
-          insecure: bool = False) -> None:
-    """Unlock the organisation key, migrate the database, and serve until stopped."""
+          insecure: bool = False, forwarded_allow_ips: str | None = None) -> None:
+    """Unlock the organisation key, migrate the database, and serve until stopped.
+
+    ``forwarded_allow_ips`` names the reverse proxies whose X-Forwarded-For is believed.
+    """
     if not is_loopback(host) and tls_cert is None and not insecure:
         raise InsecureBindError(
             f"refusing to listen on {host} without TLS: give --tls-cert and --tls-key "
@@ -82,5 +85,8 @@ def serve(data_dir: Path, passphrase: bytes, *, host: str = "127.0.0.1", port: i
         ws_max_size=config.max_frame_bytes, ws_ping_interval=20.0, ws_ping_timeout=20.0,
         ssl_certfile=str(tls_cert) if tls_cert else None,
         ssl_keyfile=str(tls_key) if tls_key else None,
-        timeout_graceful_shutdown=10, server_header=False, proxy_headers=False)
+        timeout_graceful_shutdown=10, server_header=False,
+        # behind a TLS proxy, the client address (for rate limits) comes from the proxy
+        proxy_headers=forwarded_allow_ips is not None,
+        forwarded_allow_ips=forwarded_allow_ips)
     uvicorn.Server(uv).run()
