@@ -2,8 +2,10 @@
 
 Each device has at most one WebSocket. A connection first drains its mailbox backlog from the
 database (in order, page by page), then forwards live envelopes; sequence numbers make the
-two sources meet without gaps or duplicates. A connection whose queue overflows (a slow or
-dead client) is closed: its messages stay in the mailbox for the next connection.
+two sources meet without gaps or duplicates. A connection whose queue overflows while its
+writer waits on the socket (a slow or dead client) is closed: its messages stay in the mailbox
+for the next connection. A burst queued at once (one writer batch may hold thousands of
+frames for a device) while the socket drains is not slowness.
 """
 
 from __future__ import annotations
@@ -53,13 +55,14 @@ class Connection:
         self.last_sent = 0
         self.closed = asyncio.Event()
         self.ready = False
+        self.waiting = False  # the writer is blocked in a send: the socket does not drain
         self.close_code, self.close_reason = 1000, ""
 
     def push(self, seq: int, frame: str) -> None:
         """seq 0 marks a control frame (accepted, refused), never skipped."""
         if self.closed.is_set():
             return
-        if self.queue.qsize() >= self.limit:
+        if self.queue.qsize() >= self.limit and self.waiting:
             log.warning("device %s is too slow: disconnecting", self.device_id)
             self.drop(4008, "too slow")
             return
@@ -88,12 +91,18 @@ class Connection:
         with contextlib.suppress(Exception):
             await self._close(code, reason)
 
+    async def _write(self, frame: str) -> None:
+        """Returns without suspending while the socket drains; blocks when the client stalls."""
+        self.waiting = True
+        await self._send(frame)
+        self.waiting = False
+
     async def run(self, backlog: BacklogPage, page: int) -> None:
         """Backlog first, then live frames, until the connection closes."""
         while not self.closed.is_set():
             rows = await backlog(self.device_id, self.last_sent, page)
             for seq, frame in rows:
-                await self._send(frame)
+                await self._write(frame)
                 self.last_sent = seq
             if len(rows) < page:
                 break
@@ -106,7 +115,7 @@ class Connection:
             seq, frame = item
             if seq and seq <= self.last_sent:
                 continue  # already sent from the backlog
-            await self._send(frame)
+            await self._write(frame)
             if seq:
                 self.last_sent = seq
 

@@ -1,6 +1,6 @@
 """The relay under abuse, as a real process: malformed and oversized frames, oversized
-bodies, strangers to a group, a client that stops reading, expiry of undelivered messages,
-unauthenticated sockets.
+bodies, strangers to a group, a client that stops reading (and a burst that is not one),
+expiry of undelivered messages, unauthenticated sockets.
 
 Token expiry is not covered here: ``token_ttl_seconds`` is at least 60, too long for the suite.
 """
@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -38,7 +39,7 @@ async def next_frame(dev: Device, timeout: float = 5.0) -> dict[str, Any]:
     return json.loads(await asyncio.wait_for(dev.ws.recv(), timeout))
 
 
-async def close_code(ws: Any, timeout: float = 10.0) -> tuple[int, str]:
+async def closed_with(ws: Any, timeout: float = 10.0) -> tuple[int, str]:
     """Read (and discard) frames until the relay closes the socket: its code and reason."""
 
     async def drain() -> tuple[int, str]:
@@ -94,8 +95,8 @@ def test_oversized_frame_closes_that_connection_only(relay: RelayProcess) -> Non
         await big.connect()
         await other.connect()
         gid = await make_group(other, [big])
-        await big.ws.send(json.dumps(send("huge", gid, b"\x00" * FRAME_LIMIT)))
-        assert (await close_code(big.ws))[0] == 1009
+        await big.ws.send(json.dumps(send("huge", gid, os.urandom(FRAME_LIMIT))))
+        assert (await closed_with(big.ws))[0] == 1009
         # the relay keeps serving: the other device's socket, and a new one for this device
         await other.send_frame(send("after", gid))
         await other.pump(lambda d: "after" in d.answers)
@@ -105,8 +106,9 @@ def test_oversized_frame_closes_that_connection_only(relay: RelayProcess) -> Non
         await big.send_frame(send("small", gid))
         await big.pump(lambda d: "small" in d.answers)
         assert big.answers["small"]["type"] == "accepted"
-        # the oversized frame was never stored nor delivered
-        assert "huge" not in big.answers and "huge" not in deliveries(other)
+        # the oversized frame was never stored: delivered in order, only "small" came
+        await other.pump(lambda d: "small" in deliveries(d))
+        assert deliveries(other) == ["small"] and "huge" not in big.answers
         for d in (big, other):
             await d.close()
 
@@ -164,7 +166,10 @@ def test_sending_to_a_group_of_others_is_refused(relay: RelayProcess) -> None:
 
 def test_a_client_that_stops_reading_is_dropped_and_loses_nothing(
         relay: RelayProcess) -> None:
-    count, size = 400, 40 * 1024  # ~22 MB of frames: far past socket buffers plus the queue
+    # ~22 MB of frames (random payloads: permessage-deflate must not shrink them), far past
+    # what the socket buffers and a queue of 100 frames hold
+    payloads = [os.urandom(40 * 1024) for _ in range(400)]
+    ids = [f"m{i}" for i in range(len(payloads))]
 
     async def scenario() -> None:
         sender, slow = new_device(relay), new_device(relay)
@@ -172,26 +177,48 @@ def test_a_client_that_stops_reading_is_dropped_and_loses_nothing(
         await slow.connect()
         gid = await make_group(sender, [slow])
         # ``slow`` never reads: its client stops taking data once 16 frames wait unread
-        ids = [f"m{i}" for i in range(count)]
-        for i, fid in enumerate(ids):  # at most 8 in flight, as a client's outbox sends
-            if i >= 8:
+        for i, (fid, payload) in enumerate(zip(ids, payloads, strict=True)):
+            if i >= 8:  # at most 8 in flight, as a client's outbox sends
                 await sender.pump(lambda d, i=i: ids[i - 8] in d.answers)
-            await sender.send_frame(send(fid, gid, i.to_bytes(4, "big") * (size // 4)))
+            await sender.send_frame(send(fid, gid, payload))
         await sender.pump(lambda d: set(ids) <= d.answers.keys())
         assert all(sender.answers[fid]["type"] == "accepted" for fid in ids)
         # reading now: what the buffers held, then the relay's close
-        code, reason = await close_code(slow.ws, timeout=30)
-        assert (code, reason) == (4008, "too slow")
+        assert await closed_with(slow.ws, timeout=30) == (4008, "too slow")
         slow.ws = None
         await slow.connect()
-        await slow.pump(lambda d: len(deliveries(d)) == count, timeout=60)
+        await slow.pump(lambda d: len(deliveries(d)) == len(ids), timeout=60)
         assert deliveries(slow) == ids  # every message, in order, none twice
         seqs = [f["seq"] for f in slow.received if f["type"] == "deliver"]
         assert seqs == sorted(set(seqs))
         assert [f["envelope"]["payload"] for f in slow.received
-                if f["type"] == "deliver" and f["envelope"]["id"] == "m7"] == \
-            [b64encode((7).to_bytes(4, "big") * (size // 4))]
+                if f["type"] == "deliver" and f["envelope"]["kind"] == "application"] == \
+            [b64encode(p) for p in payloads]
         for d in (sender, slow):
+            await d.close()
+
+    asyncio.run(scenario())
+
+
+def test_a_burst_past_the_queue_limit_does_not_drop_a_prompt_reader(
+        relay: RelayProcess) -> None:
+    """Pipelined sends commit in one writer batch: hundreds of frames queued at once for the
+    reader (deliveries) and the sender (answers), both of which keep reading."""
+    ids = [f"b{i}" for i in range(3 * QUEUE_LIMIT)]
+
+    async def scenario() -> None:
+        sender, reader = new_device(relay), new_device(relay)
+        await sender.connect()
+        await reader.connect()
+        gid = await make_group(sender, [reader])
+        answered = asyncio.create_task(sender.pump(lambda d: set(ids) <= d.answers.keys()))
+        delivered = asyncio.create_task(reader.pump(lambda d: len(deliveries(d)) == len(ids)))
+        for fid in ids:
+            await sender.send_frame(send(fid, gid))
+        await asyncio.gather(answered, delivered)
+        assert all(sender.answers[fid]["type"] == "accepted" for fid in ids)
+        assert deliveries(reader) == ids
+        for d in (sender, reader):
             await d.close()
 
     asyncio.run(scenario())
@@ -201,7 +228,7 @@ def test_unauthenticated_websocket_is_closed_with_4001(relay: RelayProcess) -> N
     async def scenario() -> None:
         for headers in ({}, {"authorization": "Bearer not-a-token"}):
             async with websockets.connect(relay.ws_url, additional_headers=headers) as ws:
-                assert await close_code(ws) == (4001, "unauthenticated")
+                assert await closed_with(ws) == (4001, "unauthenticated")
 
     asyncio.run(scenario())
 
