@@ -16,10 +16,11 @@ import secrets
 from pathlib import Path
 from typing import Protocol
 
-KEY_SIZE = 32
+from storage.database import KEY_SIZE
+from storage.errors import StorageError
 
 
-class CustodyError(Exception):
+class CustodyError(StorageError):
     """Base of every key-custody error, so the app can catch one type and show its message."""
 
 

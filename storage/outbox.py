@@ -1,0 +1,80 @@
+"""Frames waiting to reach the relay, in the order they were written.
+
+A row is removed only when the relay has accepted its client id, so a crash or a dropped
+connection means a resend, which the relay recognises by that id. Frames are stored as the
+opaque bytes the engine built (protocol JSON around MLS ciphertext): the outbox neither
+parses nor re-encrypts them.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from storage.database import Database
+from storage.status import MessageStatus, advance
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class OutboundEnvelope:
+    client_id: str
+    group_id: bytes
+    frame: bytes
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class OutboxEntry:
+    envelope: OutboundEnvelope
+    message_id: int | None  # the cached message this frame carries, if any
+    attempts: int
+    next_attempt_at: float
+    last_error: str | None
+
+
+class Outbox:
+    def __init__(self, db: Database) -> None:
+        self._db = db
+
+    def enqueue(
+        self, envelope: OutboundEnvelope, *, now: float, message_id: int | None = None
+    ) -> None:
+        self._db.execute(
+            "INSERT INTO outbox (client_id, group_id, frame, message_id, next_attempt_at,"
+            " created_at) VALUES (?, ?, ?, ?, ?, ?)",
+            (envelope.client_id, envelope.group_id, envelope.frame, message_id, now, now),
+        )
+
+    def due(self, now: float, *, limit: int = 100) -> list[OutboxEntry]:
+        """Entries ready to (re)send, oldest first."""
+        rows = self._db.execute(
+            "SELECT client_id, group_id, frame, message_id, attempts, next_attempt_at,"
+            " last_error FROM outbox WHERE next_attempt_at <= ? ORDER BY id LIMIT ?",
+            (now, limit),
+        )
+        return [
+            OutboxEntry(
+                envelope=OutboundEnvelope(client_id=c, group_id=g, frame=f),
+                message_id=m, attempts=a, next_attempt_at=n, last_error=e,
+            )
+            for c, g, f, m, a, n, e in rows
+        ]
+
+    def accepted(self, client_id: str) -> bool:
+        """The relay stored the frame: drop it, and mark the message it carried as sent."""
+        with self._db.transaction():
+            rows = self._db.execute(
+                "DELETE FROM outbox WHERE client_id = ? RETURNING message_id", (client_id,)
+            ).fetchall()
+            if rows and rows[0][0] is not None:
+                advance(self._db, rows[0][0], MessageStatus.SENT)
+        return bool(rows)
+
+    def retry_later(self, client_id: str, *, at: float, error: str) -> None:
+        self._db.execute(
+            "UPDATE outbox SET attempts = attempts + 1, next_attempt_at = ?, last_error = ?"
+            " WHERE client_id = ?",
+            (at, error, client_id),
+        )
+
+    def __len__(self) -> int:
+        (count,) = self._db.execute("SELECT count(*) FROM outbox").fetchone()
+        return int(count)
