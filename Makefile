@@ -31,3 +31,5 @@ vectors: install
 
 bench: install
 	$(PY) bench/crypto_bench.py
+	$(PY) bench/relay_bench.py
+	$(PY) bench/storage_bench.py
