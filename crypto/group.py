@@ -335,13 +335,7 @@ class Group:
         """RFC 9420 §7.3 checks for a leaf entering the tree (time checks are the caller's)."""
         self.validator(leaf.credential, leaf.signature_key)
         caps = leaf.capabilities
-        req = ext.find(self.context.extensions, ext.REQUIRED_CAPABILITIES)
-        if req is not None:
-            rc = ext.RequiredCapabilities.deserialize(req)
-            if not (set(rc.extension_types) <= set(caps.extensions) | ext.DEFAULT_EXTENSIONS
-                    and set(rc.proposal_types) <= set(caps.proposals) | prop.DEFAULT_PROPOSALS
-                    and set(rc.credential_types) <= set(caps.credentials)):
-                raise ValidationError("leaf does not support the group's required capabilities")
+        self._check_required_capabilities(leaf)
         if leaf.credential.credential_type not in caps.credentials:
             raise ValidationError("leaf's credential type is not in its capabilities")
         if self.cs.id not in caps.cipher_suites or ext.PROTOCOL_VERSION_MLS10 not in caps.versions:
@@ -597,12 +591,13 @@ class Group:
                 del self.private_keys[i]
         if gce:
             for _, leaf in tree.members():
-                self._validate_leaf_caps_only(leaf)
+                self._check_required_capabilities(leaf)
         psks = [(p.body.psk, self._psk_value(p.body.psk)) for p, _ in resolved
                 if isinstance(p.body, prop.PreSharedKey)]
         return Group._Applied(added, sorted(seen_removed), sorted(updated), psks, added_kps)
 
-    def _validate_leaf_caps_only(self, leaf: LeafNode) -> None:
+    def _check_required_capabilities(self, leaf: LeafNode) -> None:
+        """The leaf supports the group's required_capabilities (default types need no listing)."""
         req = ext.find(self.context.extensions, ext.REQUIRED_CAPABILITIES)
         if req is None:
             return
@@ -611,7 +606,7 @@ class Group:
         if not (set(rc.extension_types) <= set(caps.extensions) | ext.DEFAULT_EXTENSIONS
                 and set(rc.proposal_types) <= set(caps.proposals) | prop.DEFAULT_PROPOSALS
                 and set(rc.credential_types) <= set(caps.credentials)):
-            raise ValidationError("a member does not support the new required capabilities")
+            raise ValidationError("a member does not support the group's required capabilities")
 
     def _advance_epoch(self, ac: fr.AuthenticatedContent, commit_secret: bytes,
                        psks: list[tuple[PreSharedKeyID, bytes]]) -> None:
