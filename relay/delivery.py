@@ -22,6 +22,7 @@ from relay.writer import NewEnvelope
 log = logging.getLogger("liaison.relay.delivery")
 
 Sender = Callable[[str], Awaitable[None]]
+Closer = Callable[[int, str], Awaitable[None]]
 BacklogPage = Callable[[str, int, int], Awaitable[list[tuple[int, str]]]]
 
 
@@ -45,7 +46,7 @@ def deliver_frame(seq: int, envelope: str) -> str:
 class Connection:
     """One device's WebSocket: a bounded queue and the task that writes it out."""
 
-    def __init__(self, device_id: str, send: Sender, close: Callable[[int, str], Awaitable[None]],
+    def __init__(self, device_id: str, send: Sender, close: Closer,
                  *, limit: int) -> None:
         self.device_id = device_id
         self._send = send

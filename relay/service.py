@@ -32,7 +32,7 @@ from relay.db import (
     tokens,
     users,
 )
-from relay.delivery import Connection, Hub, deliver_frame, envelope_json
+from relay.delivery import Closer, Connection, Hub, Sender, deliver_frame, envelope_json
 from relay.errors import ProblemError
 from relay.ids import token_hash
 from relay.orgkey import OrganisationKey
@@ -274,7 +274,7 @@ class Relay:
                                                                   r.client_id))))
         return out
 
-    def connection(self, device_id: str, send, close) -> Connection:  # type: ignore[no-untyped-def]
+    def connection(self, device_id: str, send: Sender, close: Closer) -> Connection:
         conn = Connection(device_id, send, close, limit=self.config.send_queue_limit)
         self.hub.attach(conn)
         return conn
