@@ -1,0 +1,161 @@
+"""The client engine end to end: two real engines, the real relay process, MLS in between."""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+
+import pytest
+
+from app.client.connection import Connection, State
+from app.client.engine import Engine
+from app.client.events import ConnectionChanged, Event, MessageReceived, RoomChanged
+from storage.custody import MemoryCustody
+from storage.members import RoomRole
+from storage.rooms import RoomKind
+from storage.status import MessageStatus
+from tests.relay_harness import running_relay
+
+MARKER = "ZQX-hemoglobine-7.9"  # must never reach the relay's disk in clear
+
+
+@pytest.fixture
+def relay(tmp_path):
+    with running_relay(tmp_path) as r:
+        yield r
+
+
+class Watched:
+    """An engine with its events queued, so a test can wait for the next one of a kind."""
+
+    def __init__(self, engine: Engine) -> None:
+        self.engine = engine
+        self.events: asyncio.Queue[Event] = asyncio.Queue()
+        engine.subscribe(self.events.put_nowait)
+
+    async def next(self, kind: type, timeout: float = 10.0):  # type: ignore[no-untyped-def]
+        async with asyncio.timeout(timeout):
+            while True:
+                event = await self.events.get()
+                if isinstance(event, kind):
+                    return event
+
+
+async def _enroll(relay, tmp_path: Path, name: str, custody: MemoryCustody) -> Watched:
+    user_id = relay.add_user(name)
+    engine = await Engine.enroll(tmp_path / name, relay.url, relay.invite(user_id), custody)
+    await engine.start()
+    return Watched(engine)
+
+
+async def _until(predicate, timeout: float = 10.0) -> None:  # type: ignore[no-untyped-def]
+    async with asyncio.timeout(timeout):
+        while not predicate():
+            await asyncio.sleep(0.02)
+
+
+@pytest.mark.asyncio
+async def test_room_messages_and_offline_delivery(relay, tmp_path):
+    custody = MemoryCustody()
+    alice = await _enroll(relay, tmp_path, "alice", custody)
+    bob = await _enroll(relay, tmp_path, "bob", custody)
+    try:
+        room_id = await alice.engine.create_room(
+            RoomKind.GROUP, f"Cardio {MARKER}", [bob.engine.user_id]
+        )
+        joined = await bob.next(RoomChanged)
+        assert joined.room.id == room_id and joined.room.name == f"Cardio {MARKER}"
+        assert joined.room.kind is RoomKind.GROUP
+        roles = {m.user_id: m.role for m in bob.engine.members(room_id)}
+        assert roles == {alice.engine.user_id: RoomRole.OWNER, bob.engine.user_id: RoomRole.MEMBER}
+
+        bodies = [f"{MARKER} #{i}" for i in range(3)]
+        sent = [await alice.engine.send_text(room_id, b) for b in bodies]
+        received = [(await bob.next(MessageReceived)).message for _ in bodies]
+        assert [m.body for m in received] == bodies
+        assert [m.ref for m in received] == sent
+        assert {m.sender_user for m in received} == {alice.engine.user_id}
+        assert [m.body for m in bob.engine.messages(room_id)] == bodies  # each stored once
+        await _until(
+            lambda: all(m.status >= MessageStatus.SENT for m in alice.engine.messages(room_id))
+        )
+
+        reply = await bob.engine.send_text(room_id, "Je passe", urgent=True, reply_to=sent[0])
+        answer = (await alice.next(MessageReceived)).message
+        assert answer.ref == reply and answer.body == "Je passe"
+        assert answer.reply_to == sent[0] and answer.priority == "urgent"
+
+        # Bob offline: the message waits in his mailbox, and comes with his next start.
+        await bob.engine.stop()
+        await alice.engine.send_text(room_id, f"{MARKER} while away")
+        await _until(lambda: alice.engine.messages(room_id)[-1].status >= MessageStatus.SENT)
+        bob = Watched(Engine.open(tmp_path / "bob", custody))
+        await bob.engine.start()
+        assert (await bob.next(MessageReceived)).message.body == f"{MARKER} while away"
+
+        # Alice offline: what she writes waits in her outbox, and goes with her next start.
+        await alice.engine.stop()
+        alice = Watched(Engine.open(tmp_path / "alice", custody))
+        queued = await alice.engine.send_text(room_id, f"{MARKER} from the outbox")
+        assert alice.engine.messages(room_id)[-1].status is MessageStatus.PENDING
+        await alice.engine.start()
+        assert (await bob.next(MessageReceived)).message.ref == queued
+
+        bob_bodies = [m.body for m in bob.engine.messages(room_id)]
+        assert bob_bodies == [
+            *bodies,
+            "Je passe",
+            f"{MARKER} while away",
+            f"{MARKER} from the outbox",
+        ]
+        assert [r.name for r in alice.engine.rooms()] == [f"Cardio {MARKER}"]
+    finally:
+        await alice.engine.stop()
+        await bob.engine.stop()
+    relay.stop()
+    written = [*relay.data.glob("relay.db*"), *tmp_path.glob("*/liaison.db*")]
+    assert len(written) >= 3
+    for path in written:
+        assert MARKER.encode() not in path.read_bytes(), path
+
+
+@pytest.mark.asyncio
+async def test_redelivered_envelopes_are_stored_once(relay, tmp_path, monkeypatch):
+    """Acks lost on the way: the relay delivers everything again, the cache keeps one copy."""
+    custody = MemoryCustody()
+    alice = await _enroll(relay, tmp_path, "alice", custody)
+    bob = await _enroll(relay, tmp_path, "bob", custody)
+    try:
+        states = []
+        bob.engine.subscribe(
+            lambda e: states.append(e.state) if isinstance(e, ConnectionChanged) else None
+        )
+        with monkeypatch.context() as lost:
+            lost.setattr(Connection, "ack", _drop_acks)
+            room_id = await alice.engine.create_room(RoomKind.DIRECT, "Avis", [bob.engine.user_id])
+            await bob.next(RoomChanged)
+            for i in range(3):
+                await alice.engine.send_text(room_id, f"avis {i}")
+            for _ in range(3):
+                await bob.next(MessageReceived)
+            await bob.engine.stop()
+        assert State.OFFLINE in states
+        bob = Watched(Engine.open(tmp_path / "bob", custody))
+        await bob.engine.start()
+        await bob.next(ConnectionChanged)
+        await alice.engine.send_text(room_id, "after")
+        assert (await bob.next(MessageReceived)).message.body == "after"  # nothing before it
+        assert [m.body for m in bob.engine.messages(room_id)] == [
+            "avis 0",
+            "avis 1",
+            "avis 2",
+            "after",
+        ]
+        assert [r.id for r in bob.engine.rooms()] == [room_id]
+    finally:
+        await alice.engine.stop()
+        await bob.engine.stop()
+
+
+async def _drop_acks(self: Connection, seqs: object) -> None:
+    """Connection.ack whose frames never reach the relay."""
