@@ -2,18 +2,16 @@
 
 from __future__ import annotations
 
-import asyncio
-from pathlib import Path
-
 import pytest
 
 from app.client.connection import Connection, State
 from app.client.engine import Engine
-from app.client.events import ConnectionChanged, Event, MessageReceived, RoomChanged
+from app.client.events import ConnectionChanged, MessageReceived, RoomChanged
 from storage.custody import MemoryCustody
 from storage.members import RoomRole
 from storage.rooms import RoomKind
 from storage.status import MessageStatus
+from tests.engine_support import Watched, enroll, until
 from tests.relay_harness import running_relay
 
 MARKER = "ZQX-hemoglobine-7.9"  # must never reach the relay's disk in clear
@@ -25,40 +23,11 @@ def relay(tmp_path):
         yield r
 
 
-class Watched:
-    """An engine with its events queued, so a test can wait for the next one of a kind."""
-
-    def __init__(self, engine: Engine) -> None:
-        self.engine = engine
-        self.events: asyncio.Queue[Event] = asyncio.Queue()
-        engine.subscribe(self.events.put_nowait)
-
-    async def next(self, kind: type, timeout: float = 10.0):  # type: ignore[no-untyped-def]
-        async with asyncio.timeout(timeout):
-            while True:
-                event = await self.events.get()
-                if isinstance(event, kind):
-                    return event
-
-
-async def _enroll(relay, tmp_path: Path, name: str, custody: MemoryCustody) -> Watched:
-    user_id = relay.add_user(name)
-    engine = await Engine.enroll(tmp_path / name, relay.url, relay.invite(user_id), custody)
-    await engine.start()
-    return Watched(engine)
-
-
-async def _until(predicate, timeout: float = 10.0) -> None:  # type: ignore[no-untyped-def]
-    async with asyncio.timeout(timeout):
-        while not predicate():
-            await asyncio.sleep(0.02)
-
-
 @pytest.mark.asyncio
 async def test_room_messages_and_offline_delivery(relay, tmp_path):
     custody = MemoryCustody()
-    alice = await _enroll(relay, tmp_path, "alice", custody)
-    bob = await _enroll(relay, tmp_path, "bob", custody)
+    alice = await enroll(relay, tmp_path, "alice", custody)
+    bob = await enroll(relay, tmp_path, "bob", custody)
     try:
         room_id = await alice.engine.create_room(
             RoomKind.GROUP, f"Cardio {MARKER}", [bob.engine.user_id]
@@ -76,7 +45,7 @@ async def test_room_messages_and_offline_delivery(relay, tmp_path):
         assert [m.ref for m in received] == sent
         assert {m.sender_user for m in received} == {alice.engine.user_id}
         assert [m.body for m in bob.engine.messages(room_id)] == bodies  # each stored once
-        await _until(
+        await until(
             lambda: all(m.status >= MessageStatus.SENT for m in alice.engine.messages(room_id))
         )
 
@@ -88,7 +57,7 @@ async def test_room_messages_and_offline_delivery(relay, tmp_path):
         # Bob offline: the message waits in his mailbox, and comes with his next start.
         await bob.engine.stop()
         await alice.engine.send_text(room_id, f"{MARKER} while away")
-        await _until(lambda: alice.engine.messages(room_id)[-1].status >= MessageStatus.SENT)
+        await until(lambda: alice.engine.messages(room_id)[-1].status >= MessageStatus.SENT)
         bob = Watched(Engine.open(tmp_path / "bob", custody))
         await bob.engine.start()
         assert (await bob.next(MessageReceived)).message.body == f"{MARKER} while away"
@@ -123,8 +92,8 @@ async def test_room_messages_and_offline_delivery(relay, tmp_path):
 async def test_redelivered_envelopes_are_stored_once(relay, tmp_path, monkeypatch):
     """Acks lost on the way: the relay delivers everything again, the cache keeps one copy."""
     custody = MemoryCustody()
-    alice = await _enroll(relay, tmp_path, "alice", custody)
-    bob = await _enroll(relay, tmp_path, "bob", custody)
+    alice = await enroll(relay, tmp_path, "alice", custody)
+    bob = await enroll(relay, tmp_path, "bob", custody)
     try:
         states = []
         bob.engine.subscribe(

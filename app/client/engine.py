@@ -5,7 +5,9 @@ messages, outbox) and the relay (REST for accounts and KeyPackages, one WebSocke
 Its rules are those of DESIGN.md "The way a message travels": a message is written to the
 outbox with the group state that encrypted it before it is sent; an incoming envelope is
 stored with the group state that decrypted it before it is acknowledged; commits are applied
-only once the relay has accepted them, so every member walks through the same epochs.
+only once the relay has accepted them, so every member walks through the same epochs. The relay
+accepts one commit per epoch: a member that loses the race processes the winner's commit, then
+builds its own change again on top of it.
 """
 
 from __future__ import annotations
@@ -15,8 +17,10 @@ import logging
 import os
 import secrets
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Coroutine
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from pydantic import BaseModel, ValidationError
 
@@ -25,15 +29,24 @@ from app.client.content import Reference, RoomState, TextContent
 from app.client.events import ConnectionChanged, Event, MessageReceived, RoomChanged
 from app.client.relay_api import RelayClient
 from crypto import extensions as ext
+from crypto import proposals as prop
 from crypto.cipher_suite import suite
 from crypto.credential import Credential, liaison_identity, organisation_validator
 from crypto.errors import MLSError
-from crypto.group import ApplicationMessage, CommitApplied, Group, KeyPackageSecrets
+from crypto.group import (
+    ApplicationMessage,
+    CommitApplied,
+    Group,
+    KeyPackageSecrets,
+    PendingCommit,
+    ProposalReceived,
+)
 from crypto.group import create_key_package as new_key_package
 from crypto.key_package import KeyPackage
 from crypto.message import MLSMessage
 from protocol import frames as fr
 from protocol.encoding import B64, b64encode
+from protocol.problems import Code
 from storage.accounts import Account
 from storage.custody import KeyCustody, load_or_create_key
 from storage.groups import GroupRecord
@@ -49,6 +62,8 @@ CIPHER_SUITE = suite(0x0003)
 KEY_PACKAGES = 20  # one-time KeyPackages published at enrolment
 DATABASE = "liaison.db"
 ACCOUNT_FILE = "account"  # the custody id of the profile's database key (not a secret)
+COMMIT_ATTEMPTS = 5  # a room that changes this often under us is not worth racing further
+CATCH_UP_SECONDS = 30.0  # how long a refused commit waits for the commits it missed
 
 
 class EngineError(Exception):
@@ -63,6 +78,24 @@ class _KeyPackagePrivate(BaseModel):
     encryption_priv: B64
 
 
+@dataclass(frozen=True, slots=True)
+class _Change:
+    """A membership change by device, so that it can be built again on whichever epoch the
+    room has reached when the relay refuses it as stale."""
+
+    add: dict[str, KeyPackage] = field(default_factory=dict)  # device id -> claimed KeyPackage
+    remove: frozenset[str] = frozenset()  # device ids
+
+
+@dataclass(frozen=True, slots=True)
+class _Waiting:
+    """A frame whose answer someone awaits; ``on_accepted`` runs before any later frame is
+    handled, so that a commit is applied before messages of its new epoch arrive."""
+
+    answer: asyncio.Future[fr.Accepted | fr.Refused]
+    on_accepted: Callable[[], None] | None
+
+
 class Engine:
     """One enrolled device. Build it with ``enroll`` or ``open``; ``start`` goes online."""
 
@@ -74,8 +107,11 @@ class Engine:
         self._relay = RelayClient(account.relay_url)
         self._connection: Connection | None = None
         self._groups: dict[bytes, Group] = {}  # loaded group states, same as stored
-        self._answers: dict[str, asyncio.Future[fr.Accepted | fr.Refused]] = {}
+        self._answers: dict[str, _Waiting] = {}
         self._subscribers: list[Callable[[Event], None]] = []
+        self._committing = asyncio.Lock()  # one commit of ours in flight, whatever the room
+        self._epoch_moved = asyncio.Event()  # set, then replaced, whenever a commit is processed
+        self._background: set[asyncio.Task[None]] = set()
 
     # -- account ----------------------------------------------------------------------------
     @classmethod
@@ -181,11 +217,14 @@ class Engine:
 
     async def stop(self) -> None:
         """Go offline and close the cache; unsent messages stay in the outbox."""
+        for task in list(self._background):
+            task.cancel()
+        await asyncio.gather(*self._background, return_exceptions=True)
         if self._connection is not None:
             await self._connection.close()
             self._connection = None
         for waiting in self._answers.values():
-            waiting.cancel()
+            waiting.answer.cancel()
         await self._relay.aclose()
         self._store.close()
 
@@ -250,10 +289,9 @@ class Engine:
                 welcome=pending.welcome,
                 add_devices=[c.device_id for c in claimed],
             )
-            answer = await self._request(connection, frame)
+            answer = await self._request(connection, frame, lambda: group.apply(pending))
             if isinstance(answer, fr.Refused):
                 raise EngineError(f"the relay refused the new room: {answer.problem.code.value}")
-            group.apply(pending)
         room = self._room_from(group, created_at=time.time())
         with self._store.db.transaction():
             self._save_group(group)
@@ -262,15 +300,139 @@ class Engine:
         self._emit(RoomChanged(room))
         return room.id
 
-    async def _request(self, connection: Connection, frame: fr.Commit) -> fr.Accepted | fr.Refused:
+    async def invite(self, room_id: str, user_ids: list[str]) -> None:
+        """Add every device of these users that is not in the room yet."""
+        group = self._member_group(room_id)
+        present = _devices(group)
+        device_ids = []
+        for user_id in dict.fromkeys(user_ids):
+            listed = await self._relay.user_devices(user_id)
+            device_ids += [d.id for d in listed.devices if not d.revoked and d.id not in present]
+        if not device_ids:
+            return
+        claimed = (await self._relay.claim_key_packages(device_ids)).key_packages
+        add = {c.device_id: _key_package(c.key_package) for c in claimed}
+        await self._commit(room_id, _Change(add=add))
+
+    async def remove(self, room_id: str, user_id: str) -> None:
+        """Remove every device of ``user_id``; to remove oneself, ``leave``."""
+        if user_id == self.user_id:
+            raise EngineError("a member cannot remove itself: leave the room instead")
+        group = self._member_group(room_id)
+        devices = frozenset(device for device, user in _devices(group).items() if user == user_id)
+        if not devices:
+            raise EngineError(f"{user_id} is not in the room")
+        await self._commit(room_id, _Change(remove=devices))
+
+    async def leave(self, room_id: str) -> None:
+        """Ask the others to remove this user's devices, then forget the room.
+
+        A member cannot commit its own removal (RFC 9420 §12.2), so it proposes it: the first
+        member online commits the proposal (see ``_receive_proposal``).
+        """
+        connection = self._online()
+        room = self._store.rooms.get(room_id)
+        group = self._member_group(room_id)
+        assert room is not None  # _member_group found it
+        mine = [leaf for leaf, c in group.members() if _user(c) == self.user_id]
+        for leaf in mine:
+            frame = fr.Send(
+                id=_client_id(),
+                group_id=group.group_id,
+                kind=fr.Kind.PROPOSAL,
+                payload=group.propose_remove(leaf),
+            )
+            answer = await self._request(connection, frame)
+            if isinstance(answer, fr.Refused):
+                raise EngineError(f"the relay refused to leave: {answer.problem.code.value}")
+        with self._store.db.transaction():
+            self._store.rooms.delete(room_id)
+            self._store.groups.delete(group.group_id)
+        self._groups.pop(group.group_id, None)
+        self._emit(RoomChanged(room, active=False))
+
+    async def _commit(self, room_id: str, change: _Change) -> None:
+        """Commit ``change``; refused as stale, catch up with the room and build it again."""
+        connection = self._online()
+        async with self._committing:
+            for _ in range(COMMIT_ATTEMPTS):
+                group = self._member_group(room_id)
+                built = _build(group, change)
+                if built is None:
+                    return  # someone else made the change already
+                pending, added, removed = built
+                frame = fr.Commit(
+                    id=_client_id(),
+                    group_id=group.group_id,
+                    epoch=group.epoch,
+                    payload=pending.message,
+                    welcome=pending.welcome,
+                    add_devices=added,
+                    remove_devices=removed,
+                )
+                answer = await self._request(
+                    connection, frame, lambda g=group, p=pending: self._own_commit(g, p)
+                )
+                if isinstance(answer, fr.Accepted):
+                    return
+                if answer.problem.code is not Code.STALE_EPOCH or answer.problem.epoch is None:
+                    raise EngineError(f"the relay refused the change: {answer.problem.code.value}")
+                await self._caught_up(group.group_id, answer.problem.epoch)
+        raise EngineError("the room kept changing: try again")
+
+    def _own_commit(self, group: Group, pending: PendingCommit) -> None:
+        group.apply(pending)
+        self._took_commit(group)
+
+    async def _caught_up(self, group_id: bytes, epoch: int) -> None:
+        """Wait until the commits up to ``epoch``, which arrive on the WebSocket, are processed
+        (or this device was removed meanwhile, which ``_commit`` then reports)."""
+
+        def behind() -> bool:
+            group = self._group(group_id)
+            return group is not None and group.active and group.epoch < epoch
+
+        try:
+            async with asyncio.timeout(CATCH_UP_SECONDS):
+                while behind():
+                    await self._epoch_moved.wait()
+        except TimeoutError:
+            raise EngineError("the room's latest changes did not arrive: try again") from None
+
+    def _member_group(self, room_id: str) -> Group:
+        room = self._store.rooms.get(room_id)
+        group = None if room is None else self._group(room.group_id)
+        if group is None:
+            raise EngineError(f"unknown room {room_id}")
+        if not group.active:
+            raise EngineError("this device is no longer a member of the room")
+        return group
+
+    async def _request(
+        self,
+        connection: Connection,
+        frame: fr.Send | fr.Commit,
+        on_accepted: Callable[[], None] | None = None,
+    ) -> fr.Accepted | fr.Refused:
         """Send a frame whose answer decides what happens next, and wait for it."""
         answer = asyncio.get_running_loop().create_future()
-        self._answers[frame.id] = answer
+        self._answers[frame.id] = _Waiting(answer, on_accepted)
         try:
             await connection.send(frame)
             return await answer
         finally:
             del self._answers[frame.id]
+
+    def _in_background(self, work: Coroutine[Any, Any, None]) -> None:
+        """Run work that must not hold up the frames (it awaits answers among them)."""
+        task = asyncio.create_task(work)
+        self._background.add(task)
+        task.add_done_callback(self._finished)
+
+    def _finished(self, task: asyncio.Task[None]) -> None:
+        self._background.discard(task)
+        if not task.cancelled() and task.exception() is not None:
+            log.warning("background work failed: %r", task.exception())
 
     def _online(self) -> Connection:
         if self._connection is None:
@@ -289,7 +451,7 @@ class Engine:
 
     def _members_of(self, group: Group, room: Room) -> list[Member]:
         roles = _room_state(group).roles
-        users = {liaison_identity(c).user_id.decode() for _, c in group.members()}
+        users = set(_devices(group).values())
         return [
             Member(
                 room_id=room.id,
@@ -315,16 +477,27 @@ class Engine:
         self._store.groups.save(GroupRecord(group.group_id, group.epoch, group.export_state()))
         self._groups[group.group_id] = group
 
+    def _took_commit(self, group: Group, *, sent_at: float | None = None) -> None:
+        """Persist a group that moved to a new epoch (or out of which we were removed) with
+        its room and members, and tell the UI and whoever waits for the room to move."""
+        room = self._store.rooms.by_group(group.group_id)
+        created_at = room.created_at if room is not None else sent_at or time.time()
+        room = self._room_from(group, created_at=created_at)
+        with self._store.db.transaction():
+            self._save_group(group)
+            self._store.rooms.save(room)
+            self._store.members.replace(room.id, self._members_of(group, room))
+        self._epoch_moved.set()
+        self._epoch_moved = asyncio.Event()
+        self._emit(RoomChanged(room, active=group.active))
+
     # -- sending -----------------------------------------------------------------------------
     async def send_text(
         self, room_id: str, body: str, *, urgent: bool = False, reply_to: MessageRef | None = None
     ) -> MessageRef:
         """Encrypt, store with its outbox row, then send; the message shows as pending until
         the relay accepts it, and is resent by every ``start`` until then."""
-        room = self._store.rooms.get(room_id)
-        group = None if room is None else self._group(room.group_id)
-        if room is None or group is None:
-            raise EngineError(f"unknown room {room_id}")
+        group = self._member_group(room_id)
         client_id = _client_id()
         content = TextContent(
             body=body,
@@ -368,7 +541,14 @@ class Engine:
     async def _on_frame(self, frame: fr.Accepted | fr.Refused | fr.Deliver | fr.Revoked) -> None:
         match frame:
             case fr.Accepted(id=client_id) | fr.Refused(id=client_id) if client_id in self._answers:
-                self._answers[client_id].set_result(frame)
+                waiting = self._answers[client_id]
+                try:
+                    if isinstance(frame, fr.Accepted) and waiting.on_accepted is not None:
+                        waiting.on_accepted()
+                except Exception as e:  # the caller reports it
+                    waiting.answer.set_exception(e)
+                else:
+                    waiting.answer.set_result(frame)
             case fr.Accepted(id=client_id):
                 self._store.outbox.accepted(client_id)
             case fr.Refused(id=client_id, problem=problem):
@@ -388,6 +568,8 @@ class Engine:
                     self._receive_welcome(envelope)
                 case fr.Kind.COMMIT:
                     self._receive_commit(envelope)
+                case fr.Kind.PROPOSAL:
+                    self._receive_proposal(envelope)
                 case fr.Kind.APPLICATION:
                     self._receive_application(envelope)
                 case _:
@@ -430,25 +612,42 @@ class Engine:
 
     def _receive_commit(self, envelope: fr.Envelope) -> None:
         group = self._group(envelope.group_id)
-        if group is None or envelope.epoch is None or envelope.epoch < group.epoch:
-            return  # a room we are not in yet, or a commit already applied
+        if group is None or not group.active:
+            return  # a room we are not in (yet, or any more)
+        if envelope.epoch is None or envelope.epoch < group.epoch:
+            return  # a commit already applied
         event = group.process(envelope.payload)
         if not isinstance(event, CommitApplied):
             raise ValueError("a commit envelope without a commit")
-        room = self._store.rooms.by_group(group.group_id)
-        created_at = room.created_at if room is not None else envelope.sent_at
-        room = self._room_from(group, created_at=created_at)
+        if event.removed_me:
+            log.info("removed from room %s", _room_id(group.group_id))
+        self._took_commit(group, sent_at=envelope.sent_at)
+
+    def _receive_proposal(self, envelope: fr.Envelope) -> None:
+        """Keep a member's proposal to leave, and commit it. Other proposals are not kept:
+        ``Group.commit`` takes every kept proposal along, and a plain member may not remove
+        or add others by proposing it (that takes an owner's commit)."""
+        group = self._group(envelope.group_id)
+        room = self._store.rooms.by_group(envelope.group_id)
+        if group is None or room is None or not group.active:
+            return
+        work = group.clone()
+        event = work.process(envelope.payload)
+        if not isinstance(event, ProposalReceived):
+            raise ValueError("a proposal envelope without a proposal")
+        leaving = _leaving_device(work, event)
+        if leaving is None or leaving == self.device_id:
+            log.info("ignoring a proposal other than another member leaving")
+            return
         with self._store.db.transaction():
-            self._save_group(group)
-            self._store.rooms.save(room)
-            self._store.members.replace(room.id, self._members_of(group, room))
-        self._emit(RoomChanged(room))
+            self._save_group(work)
+        self._in_background(self._commit(room.id, _Change(remove=frozenset({leaving}))))
 
     def _receive_application(self, envelope: fr.Envelope) -> None:
         group = self._group(envelope.group_id)
         room = self._store.rooms.by_group(envelope.group_id)
-        if group is None or room is None or envelope.sender_device is None:
-            return
+        if group is None or room is None or not group.active or envelope.sender_device is None:
+            return  # a removed member cannot decrypt what follows its removal
         ref = MessageRef(envelope.sender_device, envelope.id)
         if self._store.messages.id_of(ref) is not None:
             return  # stored already; its keys are gone, so it could not be decrypted again
@@ -484,6 +683,52 @@ def _room_state(group: Group) -> RoomState:
     if data is None:
         raise ValueError("the group carries no room state")
     return RoomState.model_validate_json(data)
+
+
+def _user(credential: Credential) -> str:
+    return liaison_identity(credential).user_id.decode()
+
+
+def _devices(group: Group) -> dict[str, str]:
+    """The group's member devices and their users, as their attested credentials name them."""
+    out = {}
+    for _, credential in group.members():
+        identity = liaison_identity(credential)
+        out[identity.device_id.decode()] = identity.user_id.decode()
+    return out
+
+
+def _build(group: Group, change: _Change) -> tuple[PendingCommit, list[str], list[str]] | None:
+    """The commit making ``change`` on the group's current epoch, with the devices it adds and
+    removes (declared to the relay for routing); None when the group has it already.
+
+    Proposals the group holds go along by reference, so a leaf they remove is not named again.
+    """
+    leaves = {liaison_identity(c).device_id.decode(): leaf for leaf, c in group.members()}
+    proposed = {
+        p.proposal.body.removed
+        for p in group.proposals.values()
+        if isinstance(p.proposal.body, prop.Remove)
+    }
+    add = [kp for device, kp in change.add.items() if device not in leaves]
+    removing = [leaves[d] for d in change.remove if d in leaves]
+    if not add and not removing:
+        return None
+    pending = group.commit(add=add, remove=[leaf for leaf in removing if leaf not in proposed])
+    before, after = set(leaves), set(_devices(pending.next_group))
+    return pending, sorted(after - before), sorted(before - after)
+
+
+def _leaving_device(group: Group, event: ProposalReceived) -> str | None:
+    """The device a Remove proposal takes out, if its own user proposed it (leaving)."""
+    body = event.proposal.body
+    if not isinstance(body, prop.Remove):
+        return None
+    credentials = dict(group.members())
+    proposer, removed = credentials.get(event.sender.index), credentials.get(body.removed)
+    if proposer is None or removed is None or _user(proposer) != _user(removed):
+        return None
+    return liaison_identity(removed).device_id.decode()
 
 
 def _key_package(wire: bytes) -> KeyPackage:

@@ -19,9 +19,14 @@ class MessageReceived:
 
 @dataclass(frozen=True, slots=True)
 class RoomChanged:
-    """A room was joined, created, or its state or membership changed."""
+    """A room was joined, created, or its state or membership changed.
+
+    ``active`` is False once this device is out of the room: removed by a member (the room
+    stays, read-only, with its history) or after leaving it (the room is forgotten).
+    """
 
     room: Room
+    active: bool = True
 
 
 @dataclass(frozen=True, slots=True)
