@@ -29,7 +29,12 @@ def test_two_users_exchange_a_message_through_the_cli(tmp_path):
     with running_relay(tmp_path) as relay:
         alice_id = relay.add_user("Alice Martin", "physician")
         bob_id = relay.add_user("Bob Durand", "nurse")
-        liaison(alice, "enroll", "--relay", relay.url, "--code", relay.invite(alice_id))
+        secret_file = tmp_path / "alice.totp"
+        out = liaison(alice, "enroll", "--relay", relay.url, "--code", relay.invite(alice_id),
+                      "--totp-secret-out", str(secret_file))
+        assert "otpauth://totp/" in out
+        secret = secret_file.read_text().strip()
+        assert secret and f"secret={secret}" in out and secret_file.stat().st_mode & 0o077 == 0
         liaison(bob, "enroll", "--relay", relay.url, "--code", relay.invite(bob_id))
         assert (alice / "custody").read_text().strip() == "passphrase"
 

@@ -6,19 +6,20 @@ import argparse
 import asyncio
 import contextlib
 import json
+import os
 import sys
 import time
 from collections.abc import AsyncIterator
 from datetime import datetime
 from pathlib import Path
+from urllib.parse import parse_qs, urlparse
 
 from app.cli.custody import new_custody, profile_custody, record_custody
 from app.client.connection import State
-from app.client.engine import ACCOUNT_FILE, DATABASE, Engine, EngineError
+from app.client.engine import Engine, EngineError
 from app.client.events import ConnectionChanged, Event, MessageReceived
 from app.client.relay_api import RelayClient
 from storage.accounts import Account
-from storage.local_store import LocalStore
 from storage.messages import Message, MessageRef, Priority
 from storage.rooms import RoomKind
 from storage.status import MessageStatus
@@ -38,24 +39,10 @@ async def _engine(profile: Path, *, online: bool) -> AsyncIterator[Engine]:
         await engine.stop()
 
 
-def _stored_account(profile: Path) -> Account:
+async def _stored_account(profile: Path) -> Account:
     """The profile's enrolment, for relay calls the engine does not offer."""
-    custody = profile_custody(profile)
-    try:
-        account_id = (profile / ACCOUNT_FILE).read_text("utf-8").strip()
-    except FileNotFoundError:
-        raise EngineError(f"no account in {profile}: enrol first") from None
-    key = custody.load(account_id)
-    if key is None:
-        raise EngineError(f"the key of {profile} is not in {custody.description}")
-    store = LocalStore.open(profile / DATABASE, key)
-    try:
-        account = store.account.get()
-    finally:
-        store.close()
-    if account is None:
-        raise EngineError(f"{profile} holds no enrolment")
-    return account
+    async with _engine(profile, online=False) as engine:
+        return engine.account
 
 
 @contextlib.asynccontextmanager
@@ -75,13 +62,19 @@ async def enroll(args: argparse.Namespace) -> int:
         record_custody(args.profile, name)
         print(f"Enrolled user {engine.user_id}, device {engine.device_id}; "
               f"database key in {custody.description}")
+        if engine.totp_uri is not None:
+            print("Set up your authenticator app (needed to add another device):")
+            print(engine.totp_uri)
+            if args.totp_secret_out is not None:
+                secret = parse_qs(urlparse(engine.totp_uri).query)["secret"][0]
+                write_private(args.totp_secret_out, secret + "\n")
     finally:
         await engine.stop()
     return 0
 
 
 async def whoami(args: argparse.Namespace) -> int:
-    account = _stored_account(args.profile)
+    account = await _stored_account(args.profile)
     async with _relay(account) as relay:
         me = await relay.me()
     print(f"user          {me.id}  {me.display_name} ({me.profession.value})")
@@ -92,7 +85,7 @@ async def whoami(args: argparse.Namespace) -> int:
 
 
 async def devices(args: argparse.Namespace) -> int:
-    account = _stored_account(args.profile)
+    account = await _stored_account(args.profile)
     async with _relay(account) as relay:
         listed = await relay.my_devices()
     for device in listed.devices:
@@ -104,7 +97,7 @@ async def devices(args: argparse.Namespace) -> int:
 
 
 async def directory(args: argparse.Namespace) -> int:
-    async with _relay(_stored_account(args.profile)) as relay:
+    async with _relay(await _stored_account(args.profile)) as relay:
         page = await relay.directory(args.query)
     for user in page.users:
         services = f"  {', '.join(user.services)}" if user.services else ""
@@ -206,3 +199,10 @@ def _record(message: Message) -> dict[str, object]:
         "urgent": message.priority is Priority.URGENT,
         "body": message.body,
     }
+
+
+def write_private(path: Path, text: str) -> None:
+    """A secret for scripts (the TOTP seed): created readable by its owner only."""
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w", encoding="utf-8") as f:
+        f.write(text)

@@ -32,6 +32,8 @@ def build_parser() -> argparse.ArgumentParser:
     enroll.add_argument("--relay", required=True, help="the relay's URL, e.g. http://127.0.0.1:8443")
     enroll.add_argument("--code", required=True, help="the invite code from `liaison-relay invite`")
     enroll.add_argument("--device-name", default="Liaison CLI")
+    enroll.add_argument("--totp-secret-out", type=Path,
+                        help="write the TOTP secret there (mode 0600), for scripts")
     enroll.set_defaults(run=commands.enroll)
 
     sub.add_parser("whoami", help="this user and device").set_defaults(run=commands.whoami)

@@ -112,6 +112,8 @@ class Engine:
         self._committing = asyncio.Lock()  # one commit of ours in flight, whatever the room
         self._epoch_moved = asyncio.Event()  # set, then replaced, whenever a commit is processed
         self._background: set[asyncio.Task[None]] = set()
+        # the otpauth:// URI the relay gave at a user's first enrolment (shown once, not stored)
+        self.totp_uri: str | None = None
 
     # -- account ----------------------------------------------------------------------------
     @classmethod
@@ -147,6 +149,7 @@ class Engine:
         store.account.enrol(account)
         (profile_dir / ACCOUNT_FILE).write_text(answer.device_id, "utf-8")
         engine = cls(store, account)
+        engine.totp_uri = answer.totp_uri
         await engine._login()
         await engine._publish_key_packages()
         return engine
@@ -167,6 +170,11 @@ class Engine:
             store.close()
             raise EngineError(f"{profile_dir} holds no enrolment")
         return cls(store, account)
+
+    @property
+    def account(self) -> Account:
+        """This device's enrolment (relay URL, ids, keys): for the relay calls of a UI or CLI."""
+        return self._account
 
     @property
     def user_id(self) -> str:
