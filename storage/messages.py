@@ -187,6 +187,27 @@ class MessageStore:
         message_id = self.id_of(ref)
         return message_id is not None and advance(self._db, message_id, status)
 
+    def mark_read(self, room_id: str, upto: Message, *, reader_user: str) -> list[MessageRef]:
+        """Mark others' messages of the room up to ``upto`` (in timeline order) as read; the
+        ones that were not yet, which are those to send a read receipt for."""
+        cursor_ts = upto.server_ts if upto.server_ts is not None else upto.local_ts
+        rows = self._db.execute(
+            "UPDATE messages SET status = ?1 WHERE room_id = ?2 AND sender_user != ?3"
+            " AND status < ?1 AND recalled_at IS NULL AND (sort_ts, id) <= (?4, ?5)"
+            " RETURNING sender_device, client_id",
+            (MessageStatus.READ, room_id, reader_user, cursor_ts, upto.id),
+        ).fetchall()
+        return [MessageRef(device, client) for device, client in rows]
+
+    def unacknowledged_urgent(self, user_id: str) -> list[Message]:
+        """Urgent messages from others that ``user_id`` has not acknowledged, oldest first:
+        what a clinician still owes an answer to."""
+        return self._load(
+            "priority = ? AND sender_user != ? AND status < ? AND recalled_at IS NULL"
+            " ORDER BY sort_ts, id",
+            (Priority.URGENT.value, user_id, MessageStatus.ACKNOWLEDGED),
+        )
+
     def id_of(self, ref: MessageRef) -> int | None:
         row = self._db.execute(
             "SELECT id FROM messages WHERE sender_device = ? AND client_id = ?",

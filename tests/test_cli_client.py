@@ -52,6 +52,15 @@ def test_two_users_exchange_a_message_through_the_cli(tmp_path):
         shown = json.loads(liaison(bob, "messages", "--json", "--", room))
         assert [(m["sender"], m["body"]) for m in shown] == [(alice_id, TEXT)]
 
+        urgent = liaison(alice, "send", "--urgent", "--", room, "Lit 12").split()[-1]
+        liaison(bob, "sync", "--wait", "2")
+        assert liaison(bob, "ack", urgent).split() == ["acknowledged", urgent]
+        assert f"{urgent} acknowledged by {bob_id}" in liaison(alice, "sync", "--wait", "2")
+        shown = json.loads(liaison(alice, "messages", "--json", "--", room))
+        assert [(m["body"], m["status"]) for m in shown] == [
+            (TEXT, "delivered"), ("Lit 12", "acknowledged")
+        ]
+
     marker = TEXT.split()[0].encode()
     for profile in (alice, bob):
         for path in profile.rglob("*"):

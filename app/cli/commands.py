@@ -17,7 +17,7 @@ from urllib.parse import parse_qs, urlparse
 from app.cli.custody import new_custody, profile_custody, record_custody
 from app.client.connection import State
 from app.client.engine import Engine, EngineError
-from app.client.events import ConnectionChanged, Event, MessageReceived
+from app.client.events import ConnectionChanged, Event, MessageReceived, ReceiptReceived
 from app.client.relay_api import RelayClient
 from storage.accounts import Account
 from storage.messages import Message, MessageRef, Priority
@@ -147,6 +147,24 @@ async def _settled_status(engine: Engine, room_id: str, ref: MessageRef) -> Mess
         await asyncio.sleep(0.05)
 
 
+async def ack(args: argparse.Namespace) -> int:
+    async with _engine(args.profile, online=True) as engine:
+        owed = next((m for m in engine.unacknowledged_urgent() if m.ref.client_id == args.message),
+                    None)
+        if owed is None:
+            raise EngineError(f"no urgent message {args.message} awaits your acknowledgement")
+        await engine.acknowledge(owed.ref)
+        deadline = time.monotonic() + ANSWER_TIMEOUT
+        while engine.unsent() and time.monotonic() < deadline:
+            await asyncio.sleep(0.05)
+        unsent = engine.unsent()
+    if unsent:
+        print("liaison: the relay has not accepted the acknowledgement yet; the next "
+              "`liaison sync` sends it again", file=sys.stderr)
+    print(f"acknowledged {args.message}")
+    return 0
+
+
 async def sync(args: argparse.Namespace) -> int:
     states: list[State] = []
 
@@ -155,6 +173,9 @@ async def sync(args: argparse.Namespace) -> int:
             states.append(event.state)
         elif isinstance(event, MessageReceived):
             print(f"[{event.room.name}] {_line(event.message)}")
+        elif isinstance(event, ReceiptReceived):
+            print(f"[{event.room.name}] {event.message_ref.client_id} "
+                  f"{event.kind.name.lower()} by {event.user_id}")
 
     async with _engine(args.profile, online=True) as engine:
         engine.subscribe(show)

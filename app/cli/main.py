@@ -51,6 +51,10 @@ def build_parser() -> argparse.ArgumentParser:
     send.add_argument("--urgent", action="store_true", help="to be acknowledged by recipients")
     send.set_defaults(run=commands.send)
 
+    ack = sub.add_parser("ack", help="acknowledge an urgent message received")
+    ack.add_argument("message", metavar="MESSAGE_ID", help="its id, as `messages --json` shows")
+    ack.set_defaults(run=commands.ack)
+
     sync = sub.add_parser("sync", help="go online, receive, and send what is pending")
     sync.add_argument("--wait", type=float, default=5.0, metavar="SECONDS")
     sync.set_defaults(run=commands.sync)

@@ -7,9 +7,9 @@ a member's device is as untrusted an input as the network.
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, ConfigDict, Field, TypeAdapter
 
 from storage.members import RoomRole
 from storage.rooms import RoomKind
@@ -31,6 +31,27 @@ class TextContent(_Model):
     body: str
     urgent: bool = False
     reply_to: Reference | None = None
+
+
+ReceiptKind = Literal["delivered", "read", "acknowledged"]
+
+
+class ReceiptContent(_Model):
+    """How far the sender's device has got with others' messages of the room.
+
+    One receipt names many messages, so that a burst of messages costs one envelope back
+    rather than one each. ``acknowledged`` is a clinician confirming an urgent message,
+    distinct from having read it.
+    """
+
+    type: Literal["receipt"] = "receipt"
+    kind: ReceiptKind
+    messages: list[Reference] = Field(min_length=1)
+
+
+APPLICATION_CONTENT: TypeAdapter[TextContent | ReceiptContent] = TypeAdapter(
+    Annotated[TextContent | ReceiptContent, Field(discriminator="type")]
+)
 
 
 class RoomState(_Model):

@@ -25,8 +25,21 @@ from typing import Any
 from pydantic import BaseModel, ValidationError
 
 from app.client.connection import Connection, State
-from app.client.content import Reference, RoomState, TextContent
-from app.client.events import ConnectionChanged, Event, MessageReceived, RoomChanged
+from app.client.content import (
+    APPLICATION_CONTENT,
+    ReceiptContent,
+    ReceiptKind,
+    Reference,
+    RoomState,
+    TextContent,
+)
+from app.client.events import (
+    ConnectionChanged,
+    Event,
+    MessageReceived,
+    ReceiptReceived,
+    RoomChanged,
+)
 from app.client.relay_api import RelayClient
 from crypto import extensions as ext
 from crypto import proposals as prop
@@ -54,7 +67,9 @@ from storage.local_store import LocalStore
 from storage.members import Member, RoomRole
 from storage.messages import Message, MessageKind, MessageRef, NewMessage, Priority
 from storage.outbox import OutboundEnvelope
+from storage.receipts import Receipt
 from storage.rooms import Room, RoomKind
+from storage.status import MessageStatus
 
 log = logging.getLogger("liaison.client.engine")
 
@@ -64,6 +79,7 @@ DATABASE = "liaison.db"
 ACCOUNT_FILE = "account"  # the custody id of the profile's database key (not a secret)
 COMMIT_ATTEMPTS = 5  # a room that changes this often under us is not worth racing further
 CATCH_UP_SECONDS = 30.0  # how long a refused commit waits for the commits it missed
+RECEIPT_BATCH_SECONDS = 0.05  # a burst of messages received in this time costs one receipt
 
 
 class EngineError(Exception):
@@ -112,6 +128,7 @@ class Engine:
         self._committing = asyncio.Lock()  # one commit of ours in flight, whatever the room
         self._epoch_moved = asyncio.Event()  # set, then replaced, whenever a commit is processed
         self._background: set[asyncio.Task[None]] = set()
+        self._delivered: dict[str, list[MessageRef]] = {}  # room id -> received, not receipted
         # the otpauth:// URI the relay gave at a user's first enrolment (shown once, not stored)
         self.totp_uri: str | None = None
 
@@ -224,7 +241,8 @@ class Engine:
         self._connection.start()
 
     async def stop(self) -> None:
-        """Go offline and close the cache; unsent messages stay in the outbox."""
+        """Go offline and close the cache; unsent messages and receipts stay in the outbox."""
+        self._queue_delivered()
         for task in list(self._background):
             task.cancel()
         await asyncio.gather(*self._background, return_exceptions=True)
@@ -264,6 +282,15 @@ class Engine:
 
     def members(self, room_id: str) -> list[Member]:
         return self._store.members.of_room(room_id)
+
+    def unacknowledged_urgent(self) -> list[Message]:
+        """Urgent messages this user has not acknowledged yet, in every room, oldest first."""
+        return self._store.messages.unacknowledged_urgent(self.user_id)
+
+    def unsent(self) -> int:
+        """Frames (messages, receipts) the relay has not accepted yet: a short-lived client
+        waits for none before going offline."""
+        return len(self._store.outbox)
 
     # -- rooms -------------------------------------------------------------------------------
     async def create_room(self, kind: RoomKind, name: str, member_user_ids: list[str]) -> str:
@@ -506,7 +533,6 @@ class Engine:
         """Encrypt, store with its outbox row, then send; the message shows as pending until
         the relay accepts it, and is resent by every ``start`` until then."""
         group = self._member_group(room_id)
-        client_id = _client_id()
         content = TextContent(
             body=body,
             urgent=urgent,
@@ -514,12 +540,7 @@ class Engine:
             if reply_to is None
             else Reference(device=reply_to.sender_device, id=reply_to.client_id),
         )
-        ref = MessageRef(self.device_id, client_id)
-        frame = fr.Send(
-            id=client_id,
-            group_id=group.group_id,
-            payload=group.encrypt(content.model_dump_json().encode()),
-        )
+        ref = MessageRef(self.device_id, _client_id())
         message = NewMessage(
             ref=ref,
             room_id=room_id,
@@ -529,6 +550,79 @@ class Engine:
             priority=Priority.URGENT if urgent else Priority.NORMAL,
             reply_to=reply_to,
         )
+        await self._send(self._seal(group, content, ref.client_id, message))
+        return ref
+
+    async def mark_read(self, room_id: str, upto_message: MessageRef) -> None:
+        """Mark the room's messages from others up to ``upto_message`` as read, and tell their
+        senders with one receipt."""
+        upto = self._store.messages.get(upto_message)
+        if upto is None or upto.room_id != room_id:
+            raise EngineError(f"no message {upto_message.client_id} in room {room_id}")
+        with self._store.db.transaction():  # read here only if the receipt is on its way
+            read = self._store.messages.mark_read(room_id, upto, reader_user=self.user_id)
+            if not read:
+                return
+            frame = self._queue_receipt(room_id, "read", read)
+        await self._send(frame)
+
+    async def acknowledge(self, message_ref: MessageRef) -> None:
+        """Confirm an urgent message to its sender: more than having read it, and only urgent
+        messages ask for it."""
+        message = self._store.messages.get(message_ref)
+        if message is None:
+            raise EngineError(f"unknown message {message_ref.client_id}")
+        if message.sender_user == self.user_id:
+            raise EngineError("one's own message needs no acknowledgement")
+        if message.priority is not Priority.URGENT:
+            raise EngineError("only urgent messages are acknowledged; this one is not urgent")
+        with self._store.db.transaction():  # acknowledged only if the receipt is on its way
+            if not self._store.messages.advance_status(message_ref, MessageStatus.ACKNOWLEDGED):
+                return  # acknowledged already
+            frame = self._queue_receipt(message.room_id, "acknowledged", [message_ref])
+        await self._send(frame)
+
+    def _queue_receipt(self, room_id: str, kind: ReceiptKind, refs: list[MessageRef]) -> fr.Send:
+        """A receipt, encrypted and in the outbox: resent until accepted, never cached as a
+        message."""
+        content = ReceiptContent(
+            kind=kind,
+            messages=[Reference(device=r.sender_device, id=r.client_id) for r in refs],
+        )
+        return self._seal(self._member_group(room_id), content, _client_id(), None)
+
+    def _queue_delivered(self) -> list[fr.Send]:
+        """One delivered receipt per room for what was received since the last one; a room
+        left meanwhile gets none."""
+        pending, self._delivered = self._delivered, {}
+        frames = []
+        for room_id, refs in pending.items():
+            try:
+                frames.append(self._queue_receipt(room_id, "delivered", refs))
+            except EngineError as e:
+                log.info("no delivered receipt for room %s: %s", room_id, e)
+        return frames
+
+    async def _send_delivered(self) -> None:
+        await asyncio.sleep(RECEIPT_BATCH_SECONDS)
+        for frame in self._queue_delivered():
+            await self._send(frame)
+
+    def _seal(
+        self,
+        group: Group,
+        content: TextContent | ReceiptContent,
+        client_id: str,
+        message: NewMessage | None,
+    ) -> fr.Send:
+        """Encrypt ``content`` and store the frame in the outbox with the group state that
+        encrypted it (and with ``message``, the cached message it carries, if any) before it
+        goes anywhere."""
+        frame = fr.Send(
+            id=client_id,
+            group_id=group.group_id,
+            payload=group.encrypt(content.model_dump_json().encode()),
+        )
         envelope = OutboundEnvelope(
             client_id=client_id,
             group_id=group.group_id,
@@ -537,13 +631,19 @@ class Engine:
         try:
             with self._store.db.transaction():
                 self._save_group(group)
-                self._store.messages.add_outgoing(message, envelope)
+                if message is None:
+                    self._store.outbox.enqueue(envelope, now=time.time())
+                else:
+                    self._store.messages.add_outgoing(message, envelope)
         except BaseException:
             self._groups.pop(group.group_id, None)  # the stored state is the truth
             raise
+        return frame
+
+    async def _send(self, frame: fr.Send) -> None:
+        """Send a frame already in the outbox; offline, ``start`` sends it."""
         if self._connection is not None:
             await self._connection.send(frame)
-        return ref
 
     # -- receiving ---------------------------------------------------------------------------
     async def _on_frame(self, frame: fr.Accepted | fr.Refused | fr.Deliver | fr.Revoked) -> None:
@@ -665,11 +765,15 @@ class Engine:
         identity = liaison_identity(event.credential)
         if identity.device_id.decode() != envelope.sender_device:
             raise ValueError("the envelope's sender device is not the message's signer")
-        content = TextContent.model_validate_json(event.data)
+        content = APPLICATION_CONTENT.validate_json(event.data)
+        sender_user = identity.user_id.decode()
+        if isinstance(content, ReceiptContent):
+            self._receive_receipt(group, room, sender_user, content, envelope.sent_at)
+            return
         message = NewMessage(
             ref=ref,
             room_id=room.id,
-            sender_user=identity.user_id.decode(),
+            sender_user=sender_user,
             body=content.body,
             local_ts=time.time(),
             server_ts=envelope.sent_at,
@@ -682,8 +786,35 @@ class Engine:
         with self._store.db.transaction():
             self._save_group(group)
             stored = self._store.messages.add_incoming(message)
-        if stored is not None:
-            self._emit(MessageReceived(room, stored))
+        if stored is None:
+            return
+        self._emit(MessageReceived(room, stored))
+        if sender_user != self.user_id:
+            if not self._delivered:
+                self._in_background(self._send_delivered())
+            self._delivered.setdefault(room.id, []).append(stored.ref)
+
+    def _receive_receipt(
+        self, group: Group, room: Room, sender_user: str, receipt: ReceiptContent, at: float
+    ) -> None:
+        """Record another user's receipt for this user's messages of the room. The rest is
+        ignored: this user's other devices' receipts, and messages of other rooms or senders,
+        whose status a receipt must not move."""
+        kind = MessageStatus[receipt.kind.upper()]
+        recorded = []
+        with self._store.db.transaction():
+            self._save_group(group)
+            if sender_user == self.user_id:
+                return
+            for reference in receipt.messages:
+                ref = MessageRef(reference.device, reference.id)
+                mine = self._store.messages.get(ref)
+                if mine is None or mine.room_id != room.id or mine.sender_user != self.user_id:
+                    continue
+                if self._store.receipts.add(ref, Receipt(sender_user, kind, at)):
+                    recorded.append(ref)
+        for ref in recorded:
+            self._emit(ReceiptReceived(room, ref, sender_user, kind))
 
 
 def _room_state(group: Group) -> RoomState:

@@ -5,8 +5,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from app.client.connection import State
-from storage.messages import Message
+from storage.messages import Message, MessageRef
 from storage.rooms import Room
+from storage.status import MessageStatus
 
 
 @dataclass(frozen=True, slots=True)
@@ -15,6 +16,17 @@ class MessageReceived:
 
     room: Room
     message: Message
+
+
+@dataclass(frozen=True, slots=True)
+class ReceiptReceived:
+    """Another user's device reported ``kind`` (delivered, read or acknowledged) for one of
+    this user's messages; the receipt is recorded and the message's status advanced."""
+
+    room: Room
+    message_ref: MessageRef
+    user_id: str
+    kind: MessageStatus
 
 
 @dataclass(frozen=True, slots=True)
@@ -34,4 +46,4 @@ class ConnectionChanged:
     state: State
 
 
-Event = MessageReceived | RoomChanged | ConnectionChanged
+Event = MessageReceived | ReceiptReceived | RoomChanged | ConnectionChanged
