@@ -19,7 +19,7 @@ from app.client.relay_api import RelayClient, RelayError
 from protocol import frames as fr
 from protocol.encoding import b64encode
 from protocol.problems import Code
-from tests.relay_harness import free_port, running_relay
+from tests.relay_harness import free_port
 
 GROUP = b"group-1"
 
@@ -134,12 +134,6 @@ class Device:
         if self.conn is not None:
             await self.conn.close()
         await self.api.aclose()
-
-
-@pytest.fixture
-def relay(tmp_path):
-    with running_relay(tmp_path) as r:
-        yield r
 
 
 async def _pair(relay) -> tuple[Device, Device, bytes]:

@@ -12,15 +12,8 @@ from storage.members import RoomRole
 from storage.rooms import RoomKind
 from storage.status import MessageStatus
 from tests.engine_support import Watched, enroll, until
-from tests.relay_harness import running_relay
 
 MARKER = "ZQX-hemoglobine-7.9"  # must never reach the relay's disk in clear
-
-
-@pytest.fixture
-def relay(tmp_path):
-    with running_relay(tmp_path) as r:
-        yield r
 
 
 @pytest.mark.asyncio

@@ -14,13 +14,6 @@ from protocol import frames as fr
 from storage.custody import MemoryCustody
 from storage.rooms import RoomKind
 from tests.engine_support import Watched, enroll, group_of, until
-from tests.relay_harness import running_relay
-
-
-@pytest.fixture
-def relay(tmp_path):
-    with running_relay(tmp_path) as r:
-        yield r
 
 
 def _members(watched: Watched, room_id: str) -> set[str]:

@@ -11,15 +11,8 @@ from storage.custody import MemoryCustody
 from storage.rooms import RoomKind
 from storage.status import MessageStatus
 from tests.engine_support import enroll, until
-from tests.relay_harness import running_relay
 
 URGENT = "Patient lit 12 désature"
-
-
-@pytest.fixture
-def relay(tmp_path):
-    with running_relay(tmp_path) as r:
-        yield r
 
 
 @pytest.mark.asyncio

@@ -65,12 +65,6 @@ def served(tmp_path_factory):
         yield relay, new_device(relay, name=SEARCHER, profession="secretary")
 
 
-@pytest.fixture
-def relay(tmp_path):
-    with running_relay(tmp_path) as r:
-        yield r
-
-
 @pytest.mark.parametrize(("q", "expected"), [
     ("helene", ["Hélène Dubois"]),
     ("HEL", ["François Hélie", "Hélène Dubois"]),
