@@ -32,6 +32,7 @@ from crypto.group_context import GroupContext
 from crypto.key_package import KeyPackage
 from crypto.leaf_node import COMMIT, KEY_PACKAGE, UPDATE, LeafNode, Lifetime
 from crypto.message import MLSMessage
+from crypto.past_epochs import DEFAULT_KEPT, PastEpoch, PastEpochs
 from crypto.primitives import ed25519_public
 from crypto.psk import EXTERNAL, RESUMPTION, USAGE_APPLICATION, PreSharedKeyID, psk_secret
 from crypto.ratchet_tree import RatchetTree
@@ -58,6 +59,11 @@ class ApplicationMessage:
     credential: Credential
     data: bytes
     authenticated_data: bytes
+
+    @classmethod
+    def of(cls, content: fr.FramedContent, credential: Credential) -> ApplicationMessage:
+        assert isinstance(content.content, bytes)
+        return cls(content.sender.index, credential, content.content, content.authenticated_data)
 
 
 @dataclass(frozen=True)
@@ -149,6 +155,7 @@ class Group:
     own_update_keys: dict[bytes, bytes] = field(default_factory=dict)
     active: bool = True
     max_skip: int = 1000
+    past_epochs: PastEpochs = field(default_factory=PastEpochs)
 
     # -- properties ---------------------------------------------------------------------------
     @property
@@ -178,7 +185,13 @@ class Group:
             self, tree=self.tree.copy(), private_keys=dict(self.private_keys),
             secret_tree=self.secret_tree.copy(), proposals=dict(self.proposals),
             own_update_keys=dict(self.own_update_keys),
-            resumption_psks=dict(self.resumption_psks), external_psks=dict(self.external_psks))
+            resumption_psks=dict(self.resumption_psks), external_psks=dict(self.external_psks),
+            past_epochs=self.past_epochs.copy())
+
+    def _left(self) -> PastEpoch:
+        """This epoch as a past one, once the group moves on: what its late messages need."""
+        return PastEpoch(self.epoch, self._ctx(), self.secrets.sender_data_secret,
+                         self.secret_tree, dict(self.tree.members()))
 
     # -- creation ----------------------------------------------------------------------------
     @classmethod
@@ -192,9 +205,11 @@ class Group:
         *,
         extensions: list[ext.Extension] | None = None,
         capabilities: ext.Capabilities | None = None,
+        max_past_epochs: int = DEFAULT_KEPT,
         random: Random = os.urandom,
     ) -> Group:
-        """A one-member group at epoch 0 (RFC 9420 §11)."""
+        """A one-member group at epoch 0 (RFC 9420 §11), keeping ``max_past_epochs`` epochs'
+        application keys for late messages."""
         sig_pub = ed25519_public(signature_priv)
         validator(credential, sig_pub)
         enc_priv, enc_pub = cs.derive_key_pair(random(32))
@@ -210,7 +225,8 @@ class Group:
         tag = cs.mac(secrets.confirmation_key, b"")
         return cls(cs, ctx, tree, 0, signature_priv, {0: enc_priv}, secrets,
                    cs.hash(opaque(tag)), SecretTree(cs, secrets.encryption_secret, 1),
-                   validator, resumption_psks={0: secrets.resumption_psk})
+                   validator, resumption_psks={0: secrets.resumption_psk},
+                   past_epochs=PastEpochs(max_past_epochs))
 
     # -- application messages ----------------------------------------------------------------
     def encrypt(self, data: bytes, authenticated_data: bytes = b"", *, padding: int = 0,
@@ -260,7 +276,10 @@ class Group:
         if gid != self.group_id:
             raise ValidationError("message is for another group")
         if epoch != self.epoch:
-            raise StaleEpochError(f"message is for epoch {epoch}, group is at {self.epoch}")
+            past = self.past_epochs.get(epoch) if isinstance(body, fr.PrivateMessage) else None
+            if past is None:
+                raise StaleEpochError(f"message is for epoch {epoch}, group is at {self.epoch}")
+            return ApplicationMessage.of(*past.open(self.cs, body))
         use = None
         if isinstance(body, fr.PrivateMessage):
             ac, use = fr.unprotect_private(self.cs, body, self.secret_tree,
@@ -277,8 +296,7 @@ class Group:
             leaf = self.tree.leaf(content.sender.index)
             assert leaf is not None and use is not None
             self.secret_tree.consume(use)
-            return ApplicationMessage(content.sender.index, leaf.credential, content.content,
-                                      content.authenticated_data)
+            return ApplicationMessage.of(content, leaf.credential)
         work = self.clone()
         if isinstance(content.content, prop.Proposal):
             if use is not None:
@@ -286,6 +304,10 @@ class Group:
             event: Event = work._receive_proposal(ac)
         else:
             event = work._apply_commit(ac)
+            if work.active:
+                work.past_epochs.remember(self._left(), work.epoch)
+            else:
+                work.past_epochs.limit(0, work.epoch)
         self._adopt(work)
         return event
 
@@ -511,7 +533,10 @@ class Group:
         """The relay accepted our commit: move to the new epoch."""
         if pending.next_group.epoch != self.epoch + 1:
             raise StaleEpochError("pending commit was built for another epoch")
-        self._adopt(pending.next_group)
+        nxt = pending.next_group
+        nxt.past_epochs = self.past_epochs
+        nxt.past_epochs.remember(self._left(), nxt.epoch)
+        self._adopt(nxt)
 
     @dataclass
     class _Applied:
@@ -747,6 +772,7 @@ class Group:
         *,
         ratchet_tree: bytes | None = None,
         external_psks: Mapping[bytes, bytes] | None = None,
+        max_past_epochs: int = DEFAULT_KEPT,
     ) -> Group:
         """Join from a Welcome (RFC 9420 §12.4.3.1), checking the tree and every credential."""
         msg = welcome if isinstance(welcome, MLSMessage) else MLSMessage.deserialize(welcome)
@@ -806,12 +832,13 @@ class Group:
         interim = cs.hash(ctx.confirmed_transcript_hash + opaque(gi.confirmation_tag))
         return cls(cs, ctx, tree, my_leaf, secrets.signature_priv, private_keys, epoch, interim,
                    SecretTree(cs, epoch.encryption_secret, tree.n_leaves), validator,
-                   external_psks=psk_store, resumption_psks={ctx.epoch: epoch.resumption_psk})
+                   external_psks=psk_store, resumption_psks={ctx.epoch: epoch.resumption_psk},
+                   past_epochs=PastEpochs(max_past_epochs))
 
     # -- persistence -------------------------------------------------------------------------
     def export_state(self) -> bytes:
         """Everything needed to resume this member, secrets included: store it encrypted."""
-        return gs_.GroupState(
+        return gs_.encode(gs_.GroupState(
             gs_.STATE_VERSION, self.cs.id, self.context, self.tree.to_wire(), self.my_leaf,
             self.signature_priv,
             [NodeSecret(n, k) for n, k in sorted(self.private_keys.items())],
@@ -821,13 +848,20 @@ class Group:
             [gs_.EpochPsk(e, v) for e, v in sorted(self.resumption_psks.items())],
             [gs_.StoredProposal(r, p.proposal, p.sender) for r, p in self.proposals.items()],
             [gs_.Entry(k, v) for k, v in sorted(self.own_update_keys.items())],
-            int(self.active)).serialize()
+            int(self.active)), self.past_epochs.to_state(dict(self.tree.members())))
 
     @classmethod
-    def import_state(cls, data: bytes, validator: CredentialValidator) -> Group:
-        st = gs_.decode(data)
+    def import_state(cls, data: bytes, validator: CredentialValidator, *,
+                     max_past_epochs: int | None = None) -> Group:
+        """Resume a member; ``max_past_epochs`` replaces the number of past epochs kept (a
+        version 1 state, saved before past epochs were kept, starts with none)."""
+        st, past_state = gs_.decode(data)
         cs = suite(st.cipher_suite)
         tree = RatchetTree.from_wire(cs, st.tree)
+        past = PastEpochs() if past_state is None else PastEpochs.from_state(
+            cs, past_state, dict(tree.members()))
+        if max_past_epochs is not None:
+            past.limit(max_past_epochs, st.context.epoch)
         secret_tree = SecretTree.from_state(cs, st.secret_tree)
         return cls(cs, st.context, tree, st.my_leaf, st.signature_priv,
                    {n.node: n.secret for n in st.private_keys},
@@ -837,7 +871,7 @@ class Group:
                    resumption_psks={e.epoch: e.psk for e in st.resumption_psks},
                    proposals={p.ref: _Proposed(p.proposal, p.sender) for p in st.proposals},
                    own_update_keys={e.key: e.value for e in st.own_update_keys},
-                   active=bool(st.active), max_skip=secret_tree.max_skip)
+                   active=bool(st.active), max_skip=secret_tree.max_skip, past_epochs=past)
 
     def _require_active(self) -> None:
         if not self.active:

@@ -1,6 +1,7 @@
 """Group state as bytes, for the device's encrypted cache (storage/ keeps it in SQLCipher).
 
 The format is versioned and carries secrets: it must only ever be written encrypted.
+Version 2 appends the kept past epochs to version 1's fields; version 1 still imports.
 """
 
 from __future__ import annotations
@@ -9,14 +10,16 @@ import dataclasses
 from typing import Annotated
 
 from crypto import key_schedule as ks
-from crypto.codec import OPAQUE, U8, U16, U32, U64, Struct, Vec, struct
+from crypto.codec import OPAQUE, U8, U16, U32, U64, Reader, Struct, Vec, struct
 from crypto.errors import DecodeError, UnsupportedError
 from crypto.framing import Sender
 from crypto.group_context import GroupContext
+from crypto.past_epochs import PastEpochsState
 from crypto.proposals import Proposal
 from crypto.secret_tree import NodeSecret, SecretTreeState
 
-STATE_VERSION = 1
+STATE_VERSION = 2
+_WITHOUT_PAST_EPOCHS = 1
 _SECRET_FIELDS = tuple(f.name for f in dataclasses.fields(ks.EpochSecrets))
 
 
@@ -41,6 +44,8 @@ class StoredProposal(Struct):
 
 @struct
 class GroupState(Struct):
+    """The current epoch's member state: the whole of version 1, the head of version 2."""
+
     version: Annotated[int, U16]
     cipher_suite: Annotated[int, U16]
     context: GroupContext
@@ -68,8 +73,16 @@ def secrets_from_list(values: list[bytes]) -> ks.EpochSecrets:
     return ks.EpochSecrets(*values)
 
 
-def decode(data: bytes) -> GroupState:
-    state = GroupState.deserialize(data)
-    if state.version != STATE_VERSION:
+def encode(state: GroupState, past_epochs: PastEpochsState) -> bytes:
+    return state.serialize() + past_epochs.serialize()
+
+
+def decode(data: bytes) -> tuple[GroupState, PastEpochsState | None]:
+    """The state, and its past epochs (``None`` from version 1, which had none)."""
+    r = Reader(bytes(data))
+    state = GroupState.decode_from(r)
+    if state.version not in (STATE_VERSION, _WITHOUT_PAST_EPOCHS):
         raise UnsupportedError(f"group state version {state.version} is not supported")
-    return state
+    past = PastEpochsState.decode_from(r) if state.version == STATE_VERSION else None
+    r.done()
+    return state, past

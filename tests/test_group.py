@@ -123,7 +123,9 @@ def test_tampered_commit_is_refused_and_state_unchanged(cs):
 
 
 def test_stale_epoch_message_is_refused(cs):
-    _, rnd, a, b = _pair(cs)
+    """Without past epochs kept (tests/test_group_past_epochs.py covers keeping them)."""
+    org, rnd, a, b = _pair(cs)
+    b = Group.import_state(b.export_state(), org.validator(), max_past_epochs=0)
     old = a.encrypt(b"old epoch")
     pending = a.commit(random=rnd)
     a.apply(pending)
