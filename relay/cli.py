@@ -14,6 +14,7 @@ import re
 import sys
 from pathlib import Path
 
+from app.client.fhir.options import add_options as fhir_options
 from crypto.errors import MLSError
 from protocol.encoding import b64encode
 from protocol.rest import Profession
@@ -147,6 +148,24 @@ def cmd_directory_import(a: argparse.Namespace) -> None:
     print(f"Imported {a.file}: {added} added, {updated} updated")
 
 
+def cmd_directory_import_fhir(a: argparse.Namespace) -> None:
+    from app.client.fhir import FhirClient, FhirError, options
+    from app.client.fhir.directory import staff_bundle
+    from relay import directory
+
+    async def run() -> tuple[int, int]:
+        async with FhirClient(options.config_from(a)) as fhir:
+            bundle = await staff_bundle(fhir, a.finess)
+        return await directory.import_entries(DataDir(a.data),
+                                              directory.BundleReader(bundle).entries())
+
+    try:
+        added, updated = asyncio.run(run())
+    except FhirError as e:
+        raise SystemExit(f"liaison-relay: nothing imported: {e}") from None
+    print(f"Imported the directory of {a.base}: {added} added, {updated} updated")
+
+
 def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="liaison-relay", description=__doc__)
     sub = p.add_subparsers(dest="command", required=True)
@@ -210,6 +229,13 @@ def parser() -> argparse.ArgumentParser:
     data_arg(sp)
     sp.add_argument("file", type=Path)
     sp.set_defaults(fn=cmd_directory_import)
+    sp = directory.add_parser("import-fhir", help="import users from the hospital's FHIR R4 "
+                              "server (Practitioner, PractitionerRole, Organization)")
+    data_arg(sp)
+    fhir_options(sp)
+    sp.add_argument("--finess", help="only the staff of the establishment with this FINESS "
+                    "(and the organisations under it)")
+    sp.set_defaults(fn=cmd_directory_import_fhir)
 
     device = sub.add_parser("device", help="enrolled devices").add_subparsers(dest="sub",
                                                                              required=True)

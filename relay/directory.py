@@ -309,7 +309,11 @@ async def import_file(data: DataDir, path: Path) -> tuple[int, int]:
     reader = _READERS.get(path.suffix.lower())
     if reader is None:
         raise ValueError(f"{path.name}: expected a .csv file or a .json FHIR Bundle")
-    entries = reader(path)
+    return await import_entries(data, reader(path))
+
+
+async def import_entries(data: DataDir, entries: list[Entry]) -> tuple[int, int]:
+    """Save people read from any source in one transaction; returns (added, updated)."""
     async with admin_tx(data) as tx:
         added, updated = await save_entries(tx, entries)
         tx.audit("directory_imported", added=added, updated=updated)
