@@ -19,6 +19,7 @@ class Code(StrEnum):
     RATE_LIMITED = "rate_limited"
     TOO_LARGE = "too_large"
     INVITE_INVALID = "invite_invalid"
+    LINK_INVALID = "link_invalid"
     TOTP_REQUIRED = "totp_required"
     TOTP_INVALID = "totp_invalid"
     SIGNATURE_INVALID = "signature_invalid"

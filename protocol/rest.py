@@ -149,9 +149,13 @@ class GroupInfo(Model):
 
 # -- blobs -------------------------------------------------------------------------------------
 class BlobCreate(Model):
-    group_id: B64
+    """A blob for the members of a group, or (``recipient_device``) for one device of the
+    uploader's own user: exactly one of the two."""
+
+    group_id: B64 | None = None
     size: Annotated[int, Field(ge=1)]
     sha256: B64
+    recipient_device: Id | None = None
 
 
 class BlobStatus(Model):
@@ -160,3 +164,51 @@ class BlobStatus(Model):
     stored: int
     complete: bool
     chunk_size: int
+
+
+# -- device linking ----------------------------------------------------------------------------
+LinkCode = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9]{4}[- ]?[A-Za-z0-9]{4}$")]
+
+
+class LinkStart(Model):
+    """A new device asks to be linked to the user who will approve its code."""
+
+    device_name: Annotated[str, StringConstraints(min_length=1, max_length=100)]
+    signature_key: B64 = Field(description="Ed25519 public key, 32 bytes")
+    box_key: B64 = Field(description="X25519 public key the history is sealed to, 32 bytes")
+    proof: B64 = Field(description="Ed25519 signature of the link proof over both keys")
+
+
+class LinkStarted(Model):
+    link_id: Annotated[str, StringConstraints(min_length=32, max_length=64)] = Field(
+        description="secret to the new device: it polls the link with it")
+    code: str = Field(description="short code the user types on an existing device")
+    expires_in: int
+
+
+class LinkApprove(Model):
+    code: LinkCode
+    totp: Code6
+
+
+class LinkApproved(Model):
+    """The device just created, for the approving UI to show, and its keys to seal to."""
+
+    device: Device
+    box_key: B64
+    proof: B64
+
+
+class LinkHistory(Model):
+    """Where the new device finds its history: a device-addressed blob and its sealed key."""
+
+    device_id: Id
+    blob_id: Id
+    sealed_key: B64 = Field(description="archive key, hash and signature, sealed to box_key")
+
+
+class LinkStatus(Model):
+    approved: bool
+    enrollment: EnrollResponse | None = None
+    approved_by: Id | None = None
+    history: LinkHistory | None = None

@@ -14,7 +14,15 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from protocol import PROTOCOL_VERSION
 from protocol.problems import Code, Problem
-from relay import routes_accounts, routes_blobs, routes_directory, routes_groups, routes_keys, ws
+from relay import (
+    routes_accounts,
+    routes_blobs,
+    routes_directory,
+    routes_groups,
+    routes_keys,
+    routes_link,
+    ws,
+)
 from relay.errors import ProblemError
 from relay.service import Relay
 
@@ -70,7 +78,8 @@ def create_app(relay: Relay) -> FastAPI:
                 "organisation": relay.config.organisation,
                 "organisation_key_fingerprint": relay.org_key.fingerprint}
 
-    for module in (routes_accounts, routes_keys, routes_groups, routes_blobs, routes_directory):
+    for module in (routes_accounts, routes_keys, routes_groups, routes_blobs, routes_directory,
+                   routes_link):
         app.include_router(module.router)
     app.add_api_websocket_route("/v1/ws", ws.endpoint)
     app.add_middleware(BodyLimit, relay=relay)

@@ -1,7 +1,8 @@
 """Encrypted documents: chunked resumable uploads, ranged downloads, garbage collection.
 
-A blob is the client's ciphertext, byte for byte: the relay knows its group, uploader, size
-and SHA-256, never a file name or type. An upload appends to ``<id>.part`` at exactly the
+A blob is the client's ciphertext, byte for byte: the relay knows its group (or, for a linked
+device's history, its one recipient device), uploader, size and SHA-256, never a file name or
+type. An upload appends to ``<id>.part`` at exactly the
 stored offset, so a client that lost its connection asks for the status and resumes there.
 Once every byte is stored the file is checked against the declared SHA-256 and renamed to
 ``<id>``. File I/O runs in threads, never inside the writer's transaction.
@@ -23,7 +24,7 @@ from sqlalchemy import Row, delete, func, insert, select, update
 
 from protocol import rest
 from protocol.problems import Code
-from relay.db import blobs
+from relay.db import blobs, devices
 from relay.errors import ProblemError
 
 if TYPE_CHECKING:
@@ -32,6 +33,7 @@ if TYPE_CHECKING:
 
 READ_SIZE = 1024 * 1024
 GC_BATCH = 1000
+DEVICE_BLOB_TTL_HOURS = 24.0  # a history archive is fetched right after linking, or never
 # One request at a time per blob (a retry racing its own original, two finishing calls).
 # Blob ids are random, so one table serves every relay in the process.
 _locks: WeakValueDictionary[str, asyncio.Lock] = WeakValueDictionary()
@@ -61,6 +63,13 @@ def _is_member(relay: Relay, group_id: bytes, device_id: str) -> bool:
     return device_id in relay.members.get(group_id, ())
 
 
+def _readable(relay: Relay, row: Row, device_id: str) -> bool:
+    """A current member of the blob's group, or the one device it is addressed to."""
+    if row.group_id is None:
+        return row.recipient_device == device_id
+    return _is_member(relay, row.group_id, device_id)
+
+
 def _status(relay: Relay, blob_id: str, size: int, stored: int,
             complete: bool) -> rest.BlobStatus:
     return rest.BlobStatus(blob_id=blob_id, size=size, stored=stored, complete=complete,
@@ -75,18 +84,25 @@ async def create(relay: Relay, device: AuthDevice, body: rest.BlobCreate) -> res
         raise ProblemError(422, Code.VALIDATION, "sha256 must be 32 bytes")
     if body.size > cfg.blob_max_bytes:
         raise ProblemError(413, Code.TOO_LARGE, f"blobs are limited to {cfg.blob_max_bytes} bytes")
+    if (body.group_id is None) == (body.recipient_device is None):
+        raise ProblemError(422, Code.VALIDATION, "give either group_id or recipient_device")
     blob_id = secrets.token_urlsafe(24)
 
     async def op(tx: Tx) -> None:
-        if not _is_member(relay, body.group_id, device.device_id):
+        if body.group_id is not None and not _is_member(relay, body.group_id, device.device_id):
             raise ProblemError(403, Code.NOT_A_MEMBER, "this device is not a member of the group")
+        if body.recipient_device is not None and not await _own_device(
+                tx, device, body.recipient_device):
+            raise ProblemError(403, Code.FORBIDDEN,
+                               "a blob may be addressed only to another device of one's user")
         used = (await tx.conn.execute(select(func.coalesce(func.sum(blobs.c.size), 0)).where(
             blobs.c.uploader_user == device.user_id))).scalar_one()
         if used + body.size > cfg.user_quota_bytes:
             raise ProblemError(413, Code.QUOTA_EXCEEDED,
                                f"{used} of {cfg.user_quota_bytes} bytes of quota already used")
         await tx.conn.execute(insert(blobs).values(
-            id=blob_id, group_id=body.group_id, uploader_user=device.user_id,
+            id=blob_id, group_id=body.group_id, recipient_device=body.recipient_device,
+            uploader_user=device.user_id,
             uploader_device=device.device_id, size=body.size, sha256=body.sha256, stored=0,
             complete=False, created_at=tx.now))
         tx.audit("blob_upload_started", user_id=device.user_id, device_id=device.device_id,
@@ -96,16 +112,22 @@ async def create(relay: Relay, device: AuthDevice, body: rest.BlobCreate) -> res
     return _status(relay, blob_id, body.size, 0, False)
 
 
+async def _own_device(tx: Tx, device: AuthDevice, recipient: str) -> bool:
+    row = (await tx.conn.execute(select(devices.c.user_id).where(
+        devices.c.id == recipient, devices.c.revoked_at.is_(None)))).first()
+    return row is not None and row.user_id == device.user_id and recipient != device.device_id
+
+
 async def _row(relay: Relay, blob_id: str) -> Row | None:
     async with relay.engine.connect() as conn:
         return (await conn.execute(select(blobs).where(blobs.c.id == blob_id))).first()
 
 
 async def visible(relay: Relay, device: AuthDevice, blob_id: str) -> Row:
-    """The blob's row, for its uploader or a member of its group; 404 for anyone else."""
+    """The blob's row, for its uploader or its readers; 404 for anyone else."""
     row = await _row(relay, blob_id)
     if row is None or (row.uploader_device != device.device_id
-                       and not _is_member(relay, row.group_id, device.device_id)):
+                       and not _readable(relay, row, device.device_id)):
         raise ProblemError(404, Code.NOT_FOUND, "no such blob")
     return row
 
@@ -216,9 +238,9 @@ def _seal(part: Path, final: Path, sha256: bytes) -> bool:
 
 # -- download -----------------------------------------------------------------------------------
 async def downloadable(relay: Relay, device: AuthDevice, blob_id: str) -> Row:
-    """A complete blob's row, for current members of its group only (404 for anyone else)."""
+    """A complete blob's row, for its readers only (404 for anyone else)."""
     row = await _row(relay, blob_id)
-    if row is None or not _is_member(relay, row.group_id, device.device_id):
+    if row is None or not _readable(relay, row, device.device_id):
         raise ProblemError(404, Code.NOT_FOUND, "no such blob")
     if not row.complete:
         raise ProblemError(409, Code.BLOB_INCOMPLETE,
@@ -270,12 +292,17 @@ def read_range(f: BinaryIO, start: int, end: int) -> Iterator[bytes]:
 async def collect(relay: Relay, tx: Tx) -> None:
     """Drop uploads abandoned past their TTL and blobs no member can fetch any more.
 
-    A blob is unreferenced once its group has no member device left; files go after commit.
+    A blob is unreferenced once its group has no member device left; a device-addressed one
+    once its TTL has passed. Files go after commit.
     """
     stale = tx.now - relay.config.incomplete_blob_ttl_hours * 3600
     ids = list((await tx.conn.execute(select(blobs.c.id).where(
         blobs.c.complete.is_(False), blobs.c.created_at < stale).limit(GC_BATCH))).scalars())
-    group_ids = (await tx.conn.execute(select(blobs.c.group_id).distinct())).scalars()
+    ids += (await tx.conn.execute(select(blobs.c.id).where(
+        blobs.c.recipient_device.is_not(None),
+        blobs.c.created_at < tx.now - DEVICE_BLOB_TTL_HOURS * 3600).limit(GC_BATCH))).scalars()
+    group_ids = (await tx.conn.execute(select(blobs.c.group_id).distinct().where(
+        blobs.c.group_id.is_not(None)))).scalars()
     orphaned = [g for g in group_ids if not relay.members.get(g)]
     if orphaned:
         ids += (await tx.conn.execute(select(blobs.c.id).where(

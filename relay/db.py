@@ -150,7 +150,8 @@ mailbox = Table(
 blobs = Table(
     "blobs", metadata,
     Column("id", String(64), primary_key=True),
-    Column("group_id", LargeBinary(64), nullable=False),
+    Column("group_id", LargeBinary(64)),  # readable by the group's members, or
+    Column("recipient_device", String(64)),  # by this one device (a linked device's history)
     Column("uploader_user", String(64), nullable=False),
     Column("uploader_device", String(64), nullable=False),
     Column("size", BigInteger, nullable=False),
@@ -161,6 +162,25 @@ blobs = Table(
     Column("completed_at", Float),
     Index("ix_blobs_group", "group_id"),
     Index("ix_blobs_uploader", "uploader_user"),
+)
+
+# A device asking to be linked to a user; the user approves its short code with TOTP on an
+# existing device. Only hashes of the link id (the new device's poll secret) and of the code.
+device_links = Table(
+    "device_links", metadata,
+    Column("id_hash", LargeBinary(32), primary_key=True),
+    Column("code_hash", LargeBinary(32), nullable=False, unique=True),
+    Column("device_name", String(100), nullable=False),
+    Column("signature_key", LargeBinary(32), nullable=False),
+    Column("box_key", LargeBinary(32), nullable=False),
+    Column("proof", LargeBinary(64), nullable=False),
+    Column("created_at", Float, nullable=False),
+    Column("expires_at", Float, nullable=False),
+    Column("device_id", String(64)),  # set once approved
+    Column("approved_by", String(64)),
+    Column("history_blob", String(64)),
+    Column("history_key", LargeBinary),  # sealed to box_key: opaque to the relay
+    Index("ix_device_links_device", "device_id"),
 )
 
 audit = Table(

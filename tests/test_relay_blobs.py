@@ -119,8 +119,8 @@ def test_upload_in_chunks_then_members_download_it(relay):
         columns = {row[1] for row in conn.execute("PRAGMA table_info(blobs)")}
         events = [row[0] for row in conn.execute(
             "SELECT event FROM audit WHERE details LIKE ? ORDER BY seq", (f"%{blob_id}%",))]
-    assert columns == {"id", "group_id", "uploader_user", "uploader_device", "size", "sha256",
-                       "stored", "complete", "created_at", "completed_at"}
+    assert columns == {"id", "group_id", "recipient_device", "uploader_user", "uploader_device",
+                       "size", "sha256", "stored", "complete", "created_at", "completed_at"}
     assert events == ["blob_upload_started", "blob_upload_completed", "blob_downloaded"]
 
 
