@@ -224,6 +224,9 @@ def main() -> None:
         reads = [timed(lambda r=r: store.messages.latest(f"room-{r}", limit=50))
                  for r in range(ROOMS)]
         figure("last_50_messages_p50", p50_ms(reads, 0), "ms")
+        # The room list: every room with its latest message and counts, in one query.
+        overviews = [timed(lambda: store.rooms.overview("reader")) for _ in range(20)]
+        figure(f"room_overview_{ROOMS}_rooms_p50", p50_ms(overviews, 0), "ms")
 
         search: MessageSearch = store.search
         for q in _QUERIES:  # warm the page cache

@@ -54,16 +54,20 @@ class DirectoryCache:
         """Take a full directory sync: whoever is not in it any more is forgotten."""
         with self._db.transaction():
             self._db.execute("DELETE FROM directory")
-            self._db.executemany(
-                f"INSERT INTO directory ({_COLUMNS}, search_key)"
-                " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                [
-                    (e.user_id, e.display_name, e.profession, e.specialty,
-                     json.dumps(e.services), json.dumps(e.sites), e.rpps, json.dumps(e.roles),
-                     int(e.active), _search_key(e))
-                    for e in entries
-                ],
-            )
+            self.save(entries)
+
+    def save(self, entries: Iterable[DirectoryEntry]) -> None:
+        """Add or refresh these entries (an online search's results), keeping the others."""
+        self._db.executemany(
+            f"INSERT OR REPLACE INTO directory ({_COLUMNS}, search_key)"
+            " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            [
+                (e.user_id, e.display_name, e.profession, e.specialty,
+                 json.dumps(e.services), json.dumps(e.sites), e.rpps, json.dumps(e.roles),
+                 int(e.active), _search_key(e))
+                for e in entries
+            ],
+        )
 
     def get(self, user_id: str) -> DirectoryEntry | None:
         row = self._db.execute(

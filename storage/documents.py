@@ -91,6 +91,10 @@ class DocumentCache:
         """The relay stored the upload as ``blob_id``: cache it under that name."""
         os.replace(self._staging / staged.token, self._path(blob_id))
 
+    def discard(self, staged: StagedDocument) -> None:
+        """Drop one upload that failed, leaving other uploads in progress alone."""
+        (self._staging / staged.token).unlink(missing_ok=True)
+
     def discard_staged(self) -> int:
         """Delete unfinished uploads (at startup: an upload never survives a restart, its
         encryptor is gone); return how many."""

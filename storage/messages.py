@@ -155,6 +155,11 @@ class MessageStore:
         )
         return rows[0] if rows else None
 
+    def with_client_id(self, client_id: str) -> list[Message]:
+        """The messages a client id names (one, unless two devices chose the same id): for
+        a user who quotes the id a listing showed."""
+        return self._load("client_id = ? ORDER BY id", (client_id,))
+
     def latest(
         self, room_id: str, *, limit: int = 50, before: Message | None = None
     ) -> list[Message]:

@@ -178,7 +178,22 @@ _V2 = Migration(
     ),
 )
 
-MIGRATIONS: tuple[Migration, ...] = (_V1, _V2)
+# A message the relay refused for good (no longer a member, too large…) leaves the outbox
+# instead of being resent forever, and shows as failed. Its own table, because widening the
+# status column's CHECK would mean rebuilding ``messages`` with its search index and triggers.
+_V3 = Migration(
+    3,
+    "messages the relay refused for good, with the reason",
+    (
+        """CREATE TABLE message_failures (
+            message_id INTEGER PRIMARY KEY REFERENCES messages (id) ON DELETE CASCADE,
+            reason TEXT NOT NULL,
+            at REAL NOT NULL
+        ) STRICT""",
+    ),
+)
+
+MIGRATIONS: tuple[Migration, ...] = (_V1, _V2, _V3)
 LATEST = MIGRATIONS[-1].version
 
 

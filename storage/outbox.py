@@ -50,13 +50,15 @@ class Outbox:
             " last_error FROM outbox WHERE next_attempt_at <= ? ORDER BY id LIMIT ?",
             (now, limit),
         )
-        return [
-            OutboxEntry(
-                envelope=OutboundEnvelope(client_id=c, group_id=g, frame=f),
-                message_id=m, attempts=a, next_attempt_at=n, last_error=e,
-            )
-            for c, g, f, m, a, n, e in rows
-        ]
+        return [_entry(row) for row in rows]
+
+    def get(self, client_id: str) -> OutboxEntry | None:
+        row = self._db.execute(
+            "SELECT client_id, group_id, frame, message_id, attempts, next_attempt_at,"
+            " last_error FROM outbox WHERE client_id = ?",
+            (client_id,),
+        ).fetchone()
+        return None if row is None else _entry(row)
 
     def accepted(self, client_id: str) -> bool:
         """The relay stored the frame: drop it, and mark the message it carried as sent."""
@@ -68,6 +70,29 @@ class Outbox:
                 advance(self._db, rows[0][0], MessageStatus.SENT)
         return bool(rows)
 
+    def refused(self, client_id: str, *, reason: str, at: float) -> int | None:
+        """The relay refused the frame for good: drop it, and record the message it carried
+        (whose id is returned) as failed, so that it is not resent forever."""
+        with self._db.transaction():
+            rows = self._db.execute(
+                "DELETE FROM outbox WHERE client_id = ? RETURNING message_id", (client_id,)
+            ).fetchall()
+            message_id = rows[0][0] if rows else None
+            if message_id is not None:
+                self._db.execute(
+                    "INSERT OR REPLACE INTO message_failures (message_id, reason, at)"
+                    " VALUES (?, ?, ?)",
+                    (message_id, reason, at),
+                )
+        return message_id
+
+    def failure(self, message_id: int) -> str | None:
+        """Why the relay refused the message, if it did."""
+        row = self._db.execute(
+            "SELECT reason FROM message_failures WHERE message_id = ?", (message_id,)
+        ).fetchone()
+        return None if row is None else str(row[0])
+
     def retry_later(self, client_id: str, *, at: float, error: str) -> None:
         self._db.execute(
             "UPDATE outbox SET attempts = attempts + 1, next_attempt_at = ?, last_error = ?"
@@ -78,3 +103,11 @@ class Outbox:
     def __len__(self) -> int:
         (count,) = self._db.execute("SELECT count(*) FROM outbox").fetchone()
         return int(count)
+
+
+def _entry(row: tuple) -> OutboxEntry:
+    c, g, f, m, a, n, e = row
+    return OutboxEntry(
+        envelope=OutboundEnvelope(client_id=c, group_id=g, frame=f),
+        message_id=m, attempts=a, next_attempt_at=n, last_error=e,
+    )

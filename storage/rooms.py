@@ -14,6 +14,7 @@ from enum import StrEnum
 from pydantic import BaseModel, ConfigDict
 
 from storage.database import Database
+from storage.status import MessageStatus
 
 
 class RoomKind(StrEnum):
@@ -39,6 +40,8 @@ class PatientContext(BaseModel):
     given_names: tuple[str, ...] = ()
     birth_date: date | None = None
     encounter: str | None = None  # FHIR reference of the stay, e.g. "Encounter/…"
+    ward: str | None = None  # where the patient lies now, for the banner (ADT transfers move it)
+    bed: str | None = None
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -52,6 +55,19 @@ class Room:
     retention_days: int | None = None  # None: kept until the user leaves the room
 
 
+@dataclass(frozen=True, slots=True, kw_only=True)
+class RoomOverview:
+    """A line of the room list: the room, its latest message and what awaits the user."""
+
+    room: Room
+    last_activity: float  # the latest message's time, or the room's creation
+    last_sender: str | None  # None: no message yet
+    last_preview: str | None  # the start of the latest message's text; None if recalled
+    unread: int  # others' messages not read yet
+    unacknowledged_urgent: int  # others' urgent messages not acknowledged yet
+
+
+PREVIEW_CHARS = 200
 _COLUMNS = "id, group_id, kind, name, created_at, patient, retention_days"
 
 
@@ -105,6 +121,31 @@ class RoomStore:
             (None if kind is None else kind.value,),
         )
         return [_room(row) for row in rows]
+
+    def overview(self, user_id: str) -> list[RoomOverview]:
+        """Every room for ``user_id``'s room list, in one query: rooms with unacknowledged
+        urgent messages first, then by latest activity."""
+        rows = self._db.execute(
+            "WITH waiting AS (SELECT room_id,"
+            " sum(status < ?2) AS unread, sum(priority = 'urgent' AND status < ?3) AS urgent"
+            " FROM messages WHERE sender_user != ?1 AND recalled_at IS NULL GROUP BY room_id)"
+            f" SELECT {', '.join('r.' + c for c in _COLUMNS.split(', '))},"
+            " coalesce(last.sort_ts, r.created_at) AS activity, last.sender_user,"
+            " substr(last.body, 1, ?4),"
+            " coalesce(w.unread, 0), coalesce(w.urgent, 0)"
+            " FROM rooms r LEFT JOIN waiting w ON w.room_id = r.id"
+            " LEFT JOIN messages last ON last.id = (SELECT m.id FROM messages m"
+            "  WHERE m.room_id = r.id ORDER BY m.sort_ts DESC, m.id DESC LIMIT 1)"
+            " ORDER BY coalesce(w.urgent, 0) > 0 DESC, activity DESC, r.id",
+            (user_id, MessageStatus.READ, MessageStatus.ACKNOWLEDGED, PREVIEW_CHARS),
+        )
+        return [
+            RoomOverview(
+                room=_room(row[:7]), last_activity=row[7], last_sender=row[8],
+                last_preview=row[9], unread=row[10], unacknowledged_urgent=row[11],
+            )
+            for row in rows
+        ]
 
     def delete(self, room_id: str) -> None:
         """Forget the room and, with it, its members, messages, receipts and attachments."""

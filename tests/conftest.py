@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 
+from tests.fhir_support import fhir_base, secured_fhir  # noqa: F401 (FHIR server fixtures)
 from tests.relay_harness import RelayProcess, running_relay
 
 

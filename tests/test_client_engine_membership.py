@@ -12,6 +12,7 @@ from app.client.events import MessageReceived, RoomChanged
 from crypto.errors import MLSError
 from protocol import frames as fr
 from storage.custody import MemoryCustody
+from storage.members import RoomRole
 from storage.rooms import RoomKind
 from tests.engine_support import Watched, enroll, group_of, until
 
@@ -94,6 +95,8 @@ async def test_invite_remove_race_and_leave(relay, tmp_path, monkeypatch):
                 await both_built.wait()
             await send(self, frame)
 
+        await alice.engine.set_role(room_id, user[carol], RoomRole.ADMIN)  # invites need it
+        await until(lambda: carol.engine.room_state(room_id).roles.get(user[carol]) is not None)
         before = group_of(alice.engine, room_id).epoch
         with monkeypatch.context() as raced:
             raced.setattr(Connection, "send", racing)

@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 
 from app.client.engine import EngineError
-from app.client.events import MessageReceived, ReceiptReceived, RoomChanged
+from app.client.events import MessageReceived, ReceiptReceived, RoomChanged, UrgentReceived
 from storage.custody import MemoryCustody
 from storage.rooms import RoomKind
 from storage.status import MessageStatus
@@ -27,6 +27,7 @@ async def test_delivered_read_and_acknowledged(relay, tmp_path):
         urgent = await alice.engine.send_text(room_id, URGENT, urgent=True)
         for _ in range(2):
             await bob.next(MessageReceived)
+        assert (await bob.next(UrgentReceived)).message.ref == urgent
 
         def status_at_alice() -> dict[str, MessageStatus]:
             return {m.body or "": m.status for m in alice.engine.messages(room_id)}

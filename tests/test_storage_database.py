@@ -237,7 +237,12 @@ def seed_v1(db: Database) -> None:
     Settings(db).set("theme", "sombre")
 
 
-SEEDS = {1: seed_v1}
+def seed_v2(db: Database) -> None:
+    """A message written once bodies are searchable."""
+    MessageStore(db).add_incoming(text("old-3", "Kaliémie contrôlée", at=4.0))
+
+
+SEEDS = {1: seed_v1, 2: seed_v2}
 
 
 def test_every_version_has_a_seed() -> None:

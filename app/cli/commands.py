@@ -9,22 +9,33 @@ import json
 import os
 import sys
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from datetime import datetime
 from pathlib import Path
+from typing import TypeVar
 from urllib.parse import parse_qs, urlparse
 
 from app.cli.custody import new_custody, profile_custody, record_custody
 from app.client.connection import State
 from app.client.engine import Engine, EngineError
-from app.client.events import ConnectionChanged, Event, MessageReceived, ReceiptReceived
+from app.client.events import (
+    ConnectionChanged,
+    Event,
+    MessageChanged,
+    MessageReceived,
+    ReceiptReceived,
+    RoomRuleBroken,
+)
 from app.client.relay_api import RelayClient
 from storage.accounts import Account
+from storage.members import RoomRole
 from storage.messages import Message, MessageRef, Priority
 from storage.rooms import RoomKind
 from storage.status import MessageStatus
 
 ANSWER_TIMEOUT = 30.0  # seconds to wait for the relay to accept a room or a message
+T = TypeVar("T")
+DOCUMENT_LOOKBACK = 10_000  # messages of each room searched for fetch-file's message id
 
 
 # -- opening a profile ----------------------------------------------------------------------
@@ -73,6 +84,34 @@ async def enroll(args: argparse.Namespace) -> int:
     return 0
 
 
+async def link_start(args: argparse.Namespace) -> int:
+    """Link this new profile to a user: show the code, wait for approval, import history."""
+    name, custody = new_custody(args.profile)
+    request = await Engine.link(args.profile, args.relay, custody, device_name=args.device_name)
+    print(f"On a device you already use, with your authenticator's code: "
+          f"liaison link approve {request.code} --totp CODE")
+    print(f"The code expires in {request.expires_in // 60} minutes.", flush=True)
+    engine = await request.complete(timeout=args.wait)
+    try:
+        record_custody(args.profile, name)
+        print(f"Linked: user {engine.user_id}, device {engine.device_id}; "
+              f"database key in {custody.description}", flush=True)
+        await engine.start()
+        added = await engine.receive_history(request, timeout=args.wait)
+        print(f"history received: {added} messages in {len(engine.rooms())} rooms")
+    finally:
+        await engine.stop()
+    return 0
+
+
+async def link_approve(args: argparse.Namespace) -> int:
+    async with _engine(args.profile, online=True) as engine:
+        approved = await engine.approve_link(args.code, args.totp, timeout=args.wait)
+    device = approved.device
+    print(f"linked {device.id}  {device.name}: added to your rooms, history sent")
+    return 0
+
+
 async def whoami(args: argparse.Namespace) -> int:
     account = await _stored_account(args.profile)
     async with _relay(account) as relay:
@@ -97,30 +136,86 @@ async def devices(args: argparse.Namespace) -> int:
 
 
 async def directory(args: argparse.Namespace) -> int:
-    async with _relay(await _stored_account(args.profile)) as relay:
-        page = await relay.directory(args.query)
-    for user in page.users:
-        services = f"  {', '.join(user.services)}" if user.services else ""
-        print(f"{user.id}  {user.display_name}  {user.profession.value}{services}")
+    """From the relay, or from the profile's cache of earlier answers when it is out of reach."""
+    async with _engine(args.profile, online=False) as engine:
+        found = await engine.directory(args.query, limit=args.limit)
+    for entry in found:
+        services = f"  {', '.join(entry.services)}" if entry.services else ""
+        print(f"{entry.user_id}  {entry.display_name}  {entry.profession}{services}")
     return 0
 
 
 # -- rooms ----------------------------------------------------------------------------------
+async def _answered(work: Awaitable[T]) -> T:
+    """``work`` (a commit, a new room), given up if the relay does not answer in time."""
+    try:
+        async with asyncio.timeout(ANSWER_TIMEOUT):
+            return await work
+    except TimeoutError:
+        raise EngineError(f"the relay did not answer within {ANSWER_TIMEOUT:.0f} s") from None
+
+
 async def room_create(args: argparse.Namespace) -> int:
     async with _engine(args.profile, online=True) as engine:
-        try:
-            async with asyncio.timeout(ANSWER_TIMEOUT):
-                room_id = await engine.create_room(RoomKind(args.kind), args.name, args.member)
-        except TimeoutError:
-            raise EngineError(f"the relay did not answer within {ANSWER_TIMEOUT:.0f} s") from None
+        room_id = await _answered(
+            engine.create_room(RoomKind(args.kind), args.name, args.member,
+                               retention_days=args.retention_days)
+        )
     print(f"Created {args.kind} room {args.name!r}: {room_id}")
     return 0
 
 
 async def room_list(args: argparse.Namespace) -> int:
+    """Rooms awaiting an acknowledgement first, then the most recently active."""
     async with _engine(args.profile, online=False) as engine:
-        for room in engine.rooms():
-            print(f"{room.id}  {room.kind.value:<8} {room.name}")
+        for line in engine.room_overview():
+            room = line.room
+            waiting = [f"{n} {what}" for n, what in ((line.unread, "unread"),
+                                                     (line.unacknowledged_urgent, "URGENT")) if n]
+            suffix = f"  ({', '.join(waiting)})" if waiting else ""
+            print(f"{room.id}  {room.kind.value:<8} {room.name}{suffix}")
+    return 0
+
+
+async def room_invite(args: argparse.Namespace) -> int:
+    async with _engine(args.profile, online=True) as engine:
+        await _answered(engine.invite(args.room, args.user))
+    print(f"invited {' '.join(args.user)}")
+    return 0
+
+
+async def room_remove(args: argparse.Namespace) -> int:
+    async with _engine(args.profile, online=True) as engine:
+        await _answered(engine.remove(args.room, args.user))
+    print(f"removed {args.user}")
+    return 0
+
+
+async def room_leave(args: argparse.Namespace) -> int:
+    async with _engine(args.profile, online=True) as engine:
+        await _answered(engine.leave(args.room))
+    print(f"left {args.room}")
+    return 0
+
+
+async def room_rename(args: argparse.Namespace) -> int:
+    async with _engine(args.profile, online=True) as engine:
+        await _answered(engine.update_room(args.room, name=args.name))
+    print(f"renamed {args.room}: {args.name}")
+    return 0
+
+
+async def room_role(args: argparse.Namespace) -> int:
+    async with _engine(args.profile, online=True) as engine:
+        await _answered(engine.set_role(args.room, args.user, RoomRole(args.role)))
+    print(f"{args.user} is {args.role}")
+    return 0
+
+
+async def room_archive(args: argparse.Namespace) -> int:
+    async with _engine(args.profile, online=True) as engine:
+        await _answered(engine.update_room(args.room, archived=not args.undo))
+    print(f"{'unarchived' if args.undo else 'archived'} {args.room}")
     return 0
 
 
@@ -129,11 +224,15 @@ async def send(args: argparse.Namespace) -> int:
     async with _engine(args.profile, online=True) as engine:
         ref = await engine.send_text(args.room, args.text, urgent=args.urgent)
         status = await _settled_status(engine, args.room, ref)
+    _print_sent(status, ref)
+    return 0
+
+
+def _print_sent(status: MessageStatus, ref: MessageRef) -> None:
     if status is MessageStatus.PENDING:
         print("liaison: the relay has not accepted the message yet; the next `liaison sync` "
               "sends it again", file=sys.stderr)
     print(f"{status.name.lower()} {ref.client_id}")
-    return 0
 
 
 async def _settled_status(engine: Engine, room_id: str, ref: MessageRef) -> MessageStatus:
@@ -154,15 +253,91 @@ async def ack(args: argparse.Namespace) -> int:
         if owed is None:
             raise EngineError(f"no urgent message {args.message} awaits your acknowledgement")
         await engine.acknowledge(owed.ref)
-        deadline = time.monotonic() + ANSWER_TIMEOUT
-        while engine.unsent() and time.monotonic() < deadline:
-            await asyncio.sleep(0.05)
-        unsent = engine.unsent()
-    if unsent:
-        print("liaison: the relay has not accepted the acknowledgement yet; the next "
-              "`liaison sync` sends it again", file=sys.stderr)
+        await _drained(engine, "the acknowledgement")
     print(f"acknowledged {args.message}")
     return 0
+
+
+async def _drained(engine: Engine, what: str) -> None:
+    """Wait for the relay to accept what the outbox holds, or say it will go later."""
+    deadline = time.monotonic() + ANSWER_TIMEOUT
+    while engine.unsent() and time.monotonic() < deadline:
+        await asyncio.sleep(0.05)
+    if engine.unsent():
+        print(f"liaison: the relay has not accepted {what} yet; the next `liaison sync` "
+              "sends it again", file=sys.stderr)
+
+
+async def edit(args: argparse.Namespace) -> int:
+    async with _engine(args.profile, online=True) as engine:
+        await engine.edit(engine.find_message(args.message).ref, args.text)
+        await _drained(engine, "the edit")
+    print(f"edited {args.message}")
+    return 0
+
+
+async def recall(args: argparse.Namespace) -> int:
+    async with _engine(args.profile, online=True) as engine:
+        await engine.recall(engine.find_message(args.message).ref)
+        await _drained(engine, "the recall")
+    print(f"recalled {args.message}")
+    return 0
+
+
+async def search(args: argparse.Namespace) -> int:
+    """Cached messages, best match first: room, message id, sender, then the passage found."""
+    async with _engine(args.profile, online=False) as engine:
+        page = engine.search(args.query, room_id=args.room, limit=args.limit)
+    for hit in page.hits:
+        passage = "".join(f"[{f.text}]" if f.match else f.text for f in hit.snippet)
+        print(f"{hit.room_id}  {hit.ref.client_id}  {hit.sender_user}  {passage}")
+    return 0
+
+
+# -- documents ------------------------------------------------------------------------------
+async def send_file(args: argparse.Namespace) -> int:
+    async with _engine(args.profile, online=True) as engine:
+        ref = await engine.send_file(args.room, args.path, caption=args.caption,
+                                     on_progress=_progress("uploaded"))
+        status = await _settled_status(engine, args.room, ref)
+    _print_sent(status, ref)
+    return 0
+
+
+async def fetch_file(args: argparse.Namespace) -> int:
+    """Download the document if this device has not yet, then decrypt it to OUT."""
+    if args.out.exists():
+        raise EngineError(f"{args.out} exists already: choose another path")
+    async with _engine(args.profile, online=True) as engine:
+        ref = _document_ref(engine, args.message)
+        await engine.fetch_file(ref, on_progress=_progress("downloaded"))
+        size = await engine.export_file(ref, args.out)
+    print(f"saved {size} bytes to {args.out}")
+    return 0
+
+
+def _document_ref(engine: Engine, message_id: str) -> MessageRef:
+    for room in engine.rooms():
+        for message in engine.messages(room.id, DOCUMENT_LOOKBACK):
+            if message.ref.client_id == message_id and message.attachments:
+                return message.ref
+    raise EngineError(f"no document message {message_id} among the last {DOCUMENT_LOOKBACK} "
+                      "messages of each room")
+
+
+def _progress(verb: str) -> Callable[[int, int], None]:
+    """Progress on stderr, one line rewritten as each percent passes."""
+    shown = -1
+
+    def show(done: int, total: int) -> None:
+        nonlocal shown
+        percent = done * 100 // total
+        if percent != shown:
+            shown = percent
+            print(f"\r{verb} {percent:3d}% ({done} of {total} bytes)",
+                  end="\n" if done == total else "", file=sys.stderr, flush=True)
+
+    return show
 
 
 async def sync(args: argparse.Namespace) -> int:
@@ -173,6 +348,11 @@ async def sync(args: argparse.Namespace) -> int:
             states.append(event.state)
         elif isinstance(event, MessageReceived):
             print(f"[{event.room.name}] {_line(event.message)}")
+        elif isinstance(event, MessageChanged):
+            print(f"[{event.room.name}] {event.message.ref.client_id} changed: "
+                  f"{_line(event.message)}")
+        elif isinstance(event, RoomRuleBroken):
+            print(f"[{event.room.name}] refused from {event.user_id}: {event.reason}")
         elif isinstance(event, ReceiptReceived):
             print(f"[{event.room.name}] {event.message_ref.client_id} "
                   f"{event.kind.name.lower()} by {event.user_id}")
@@ -206,8 +386,15 @@ def _time(message: Message) -> str:
 
 def _line(message: Message) -> str:
     urgent = " URGENT" if message.priority is Priority.URGENT else ""
-    status = message.status.name.lower()
-    return f"{_time(message)}  {message.sender_user}  {status}{urgent}  {message.body or ''}"
+    status = message.status.name.lower() + _change_note(message)
+    files = "".join(f"[{a.file_name}, {a.key.plaintext_size} bytes] " for a in message.attachments)
+    return f"{_time(message)}  {message.sender_user}  {status}{urgent}  {files}{message.body or ''}"
+
+
+def _change_note(message: Message) -> str:
+    if message.recalled_at is not None:
+        return " (recalled)"
+    return " (edited)" if message.edited_at is not None else ""
 
 
 def _record(message: Message) -> dict[str, object]:
@@ -219,6 +406,10 @@ def _record(message: Message) -> dict[str, object]:
         "status": message.status.name.lower(),
         "urgent": message.priority is Priority.URGENT,
         "body": message.body,
+        "edited": message.edited_at is not None,
+        "recalled": message.recalled_at is not None,
+        "documents": [{"name": a.file_name, "type": a.media_type, "size": a.key.plaintext_size}
+                      for a in message.attachments],
     }
 
 

@@ -11,8 +11,9 @@ from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter
 
+from protocol.encoding import B64
 from storage.members import RoomRole
-from storage.rooms import RoomKind
+from storage.rooms import PatientContext, RoomKind
 
 
 class _Model(BaseModel):
@@ -49,8 +50,47 @@ class ReceiptContent(_Model):
     messages: list[Reference] = Field(min_length=1)
 
 
-APPLICATION_CONTENT: TypeAdapter[TextContent | ReceiptContent] = TypeAdapter(
-    Annotated[TextContent | ReceiptContent, Field(discriminator="type")]
+# What may be shared, as sniffed from the file's first bytes (app/client/documents.py).
+MediaType = Literal[
+    "application/pdf", "image/png", "image/jpeg", "image/gif", "image/webp", "image/tiff",
+    "text/plain", "application/dicom",
+]
+
+
+class DocumentContent(_Model):
+    """A shared document: the blob to fetch and what opens it (the secretstream key and the
+    SHA-256 of the whole ciphertext). The file's name and type travel only here, encrypted;
+    ``size`` is the plaintext's."""
+
+    type: Literal["document"] = "document"
+    blob: str = Field(pattern=r"^[A-Za-z0-9_-]{1,64}$")
+    key: B64 = Field(min_length=32, max_length=32)
+    sha256: B64 = Field(min_length=32, max_length=32)
+    size: int = Field(ge=0)
+    name: str = Field(min_length=1, max_length=255)
+    media_type: MediaType
+    caption: str | None = None
+
+
+class EditContent(_Model):
+    """A new text for one of the sender's user's messages; receivers keep the old one in the
+    message's history."""
+
+    type: Literal["edit"] = "edit"
+    target: Reference
+    body: str = Field(min_length=1)
+
+
+class RecallContent(_Model):
+    """Retracts one of the sender's user's messages: receivers erase it, leaving a tombstone."""
+
+    type: Literal["recall"] = "recall"
+    target: Reference
+
+
+ApplicationContent = TextContent | ReceiptContent | DocumentContent | EditContent | RecallContent
+APPLICATION_CONTENT: TypeAdapter[ApplicationContent] = TypeAdapter(
+    Annotated[ApplicationContent, Field(discriminator="type")]
 )
 
 
@@ -60,3 +100,6 @@ class RoomState(_Model):
     kind: RoomKind
     name: str
     roles: dict[str, RoomRole] = {}  # user id -> role; absent users are plain members
+    patient: PatientContext | None = None  # the patient a patient room is about
+    retention_days: int | None = Field(None, ge=1)  # None: kept until the user leaves
+    archived: bool = False  # read-only for everyone (a discharged patient's room)

@@ -13,20 +13,28 @@ builds its own change again on top of it.
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import os
+import random
 import secrets
 import time
 from collections.abc import Callable, Coroutine
 from dataclasses import dataclass, field
+from enum import Enum
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import BaseModel, ValidationError
 
-from app.client.connection import Connection, State
+from app.client import documents, linking, roles
+from app.client.connection import Connection, State, backoff_delay
 from app.client.content import (
     APPLICATION_CONTENT,
+    ApplicationContent,
+    DocumentContent,
+    EditContent,
+    RecallContent,
     ReceiptContent,
     ReceiptKind,
     Reference,
@@ -35,17 +43,30 @@ from app.client.content import (
 )
 from app.client.events import (
     ConnectionChanged,
+    DeviceRevoked,
     Event,
+    MessageChanged,
+    MessageFailed,
     MessageReceived,
     ReceiptReceived,
     RoomChanged,
+    RoomRuleBroken,
+    TransferProgress,
+    UrgentReceived,
 )
-from app.client.relay_api import RelayClient
+from app.client.maintenance import (
+    MaintenancePolicy,
+    key_packages_missing,
+    refusal_is_final,
+    update_due,
+)
+from app.client.relay_api import RelayClient, RelayError, RelayUnavailable
 from crypto import extensions as ext
 from crypto import proposals as prop
 from crypto.cipher_suite import suite
 from crypto.credential import Credential, liaison_identity, organisation_validator
 from crypto.errors import MLSError
+from crypto.framing import PrivateMessage, Sender
 from crypto.group import (
     ApplicationMessage,
     CommitApplied,
@@ -58,17 +79,27 @@ from crypto.group import create_key_package as new_key_package
 from crypto.key_package import KeyPackage
 from crypto.message import MLSMessage
 from protocol import frames as fr
+from protocol import rest
 from protocol.encoding import B64, b64encode
-from protocol.problems import Code
+from protocol.problems import Code, Problem
 from storage.accounts import Account
+from storage.attachments import Attachment
 from storage.custody import KeyCustody, load_or_create_key
+from storage.custody_accounts import AccountPaths
+from storage.custody_wipe import WipeReport, wipe_account
+from storage.directory import DirectoryEntry
+from storage.documents import DocumentCache
+from storage.errors import NotSenderError
 from storage.groups import GroupRecord
 from storage.local_store import LocalStore
 from storage.members import Member, RoomRole
-from storage.messages import Message, MessageKind, MessageRef, NewMessage, Priority
+from storage.messages import Message, MessageKind, MessageRef, NewMessage, Priority, Version
 from storage.outbox import OutboundEnvelope
+from storage.pending_commits import PendingCommitRecord, PendingCommitStore
 from storage.receipts import Receipt
-from storage.rooms import Room, RoomKind
+from storage.room_activity import RoomActivity, RoomActivityStore
+from storage.rooms import PatientContext, Room, RoomKind, RoomOverview
+from storage.search import SearchPage
 from storage.status import MessageStatus
 
 log = logging.getLogger("liaison.client.engine")
@@ -77,8 +108,10 @@ CIPHER_SUITE = suite(0x0003)
 KEY_PACKAGES = 20  # one-time KeyPackages published at enrolment
 DATABASE = "liaison.db"
 ACCOUNT_FILE = "account"  # the custody id of the profile's database key (not a secret)
+DOCUMENTS = "documents"  # the profile's document cache: ciphertext named by blob id
 COMMIT_ATTEMPTS = 5  # a room that changes this often under us is not worth racing further
 CATCH_UP_SECONDS = 30.0  # how long a refused commit waits for the commits it missed
+REVOKED_DEVICES = "revoked_devices"  # settings key: device ids the relay's notices named
 RECEIPT_BATCH_SECONDS = 0.05  # a burst of messages received in this time costs one receipt
 
 
@@ -101,6 +134,29 @@ class _Change:
 
     add: dict[str, KeyPackage] = field(default_factory=dict)  # device id -> claimed KeyPackage
     remove: frozenset[str] = frozenset()  # device ids
+    state: Callable[[RoomState], RoomState] | None = None  # the room state's change, if any
+    # revoked devices: the relay dropped them already, so they are removed but not declared
+    cut_off: frozenset[str] = frozenset()
+    # a self-update: commit a fresh path with nothing else to change, as long as the room is
+    # still at this epoch (a commit by anyone else gave it fresh secrets already)
+    update_from: int | None = None
+
+
+class _RevocationNotice(BaseModel):
+    """The relay's NOTICE that a member device was revoked (relay/service.py ``_cut_off``)."""
+
+    event: Literal["device_revoked"]
+    device_id: str
+    user_id: str
+
+
+class _Keep(Enum):
+    """``update_room``'s default: leave this part of the room state as it is."""
+
+    KEEP = "keep"
+
+
+KEEP = _Keep.KEEP
 
 
 @dataclass(frozen=True, slots=True)
@@ -115,9 +171,13 @@ class _Waiting:
 class Engine:
     """One enrolled device. Build it with ``enroll`` or ``open``; ``start`` goes online."""
 
-    def __init__(self, store: LocalStore, account: Account) -> None:
+    def __init__(self, store: LocalStore, account: Account, document_cache: DocumentCache) -> None:
         self._store = store
         self._account = account
+        self._documents = document_cache
+        # what send_file accepts, and how transfers ride out lost connections (settable)
+        self.max_document_bytes = documents.MAX_DOCUMENT_BYTES
+        self.transfer_retry = documents.Retry()
         self._credential = Credential.deserialize(account.credential)
         self._validator = organisation_validator(account.organisation_key)
         self._relay = RelayClient(account.relay_url)
@@ -131,6 +191,12 @@ class Engine:
         self._delivered: dict[str, list[MessageRef]] = {}  # room id -> received, not receipted
         # the otpauth:// URI the relay gave at a user's first enrolment (shown once, not stored)
         self.totp_uri: str | None = None
+        self.maintenance = MaintenancePolicy()  # self-update and KeyPackage thresholds (settable)
+        self._activity = RoomActivityStore(store.db)
+        self._pending_commits = PendingCommitStore(store.db)
+        self._resumed: dict[bytes, PendingCommitRecord] = {}  # resent by start, not settled
+        self._updating: set[str] = set()  # rooms with a self-update under way
+        self._revoked = False
 
     # -- account ----------------------------------------------------------------------------
     @classmethod
@@ -144,12 +210,40 @@ class Engine:
         device_name: str = "Liaison",
     ) -> Engine:
         """Enrol a new device with an invite code and publish its KeyPackages."""
-        profile_dir.mkdir(parents=True, exist_ok=True)
-        if (profile_dir / ACCOUNT_FILE).exists():
-            raise EngineError(f"{profile_dir} already holds an account")
+        _new_profile(profile_dir)
         seed = os.urandom(32)
         async with RelayClient(relay_url) as relay:
             answer = await relay.enroll(invite_code, device_name, seed)
+        engine = await cls._enrolled(profile_dir, relay_url, custody, device_name, seed, answer)
+        engine.totp_uri = answer.totp_uri
+        return engine
+
+    @classmethod
+    async def link(
+        cls, profile_dir: Path, relay_url: str, custody: KeyCustody, *, device_name: str
+    ) -> linking.LinkRequest:
+        """Ask to link a new device to a user without an invite: the user approves the
+        request's code with ``approve_link`` on a device they have; ``complete()`` then opens
+        this profile, and ``receive_history`` brings their rooms' history."""
+        _new_profile(profile_dir)
+        return await linking.LinkRequest.start(
+            relay_url,
+            device_name,
+            functools.partial(cls._enrolled, profile_dir, relay_url, custody, device_name),
+        )
+
+    @classmethod
+    async def _enrolled(
+        cls,
+        profile_dir: Path,
+        relay_url: str,
+        custody: KeyCustody,
+        device_name: str,
+        seed: bytes,
+        answer: rest.EnrollResponse,
+    ) -> Engine:
+        """The profile of a device the relay has just created (enrolled or linked), logged in
+        and with its KeyPackages published."""
         key = load_or_create_key(custody, answer.device_id)
         store = LocalStore.open(profile_dir / DATABASE, key, create=True)
         account = Account(
@@ -165,8 +259,7 @@ class Engine:
         )
         store.account.enrol(account)
         (profile_dir / ACCOUNT_FILE).write_text(answer.device_id, "utf-8")
-        engine = cls(store, account)
-        engine.totp_uri = answer.totp_uri
+        engine = cls(store, account, DocumentCache(profile_dir / DOCUMENTS))
         await engine._login()
         await engine._publish_key_packages()
         return engine
@@ -186,7 +279,7 @@ class Engine:
         if account is None:
             store.close()
             raise EngineError(f"{profile_dir} holds no enrolment")
-        return cls(store, account)
+        return cls(store, account, DocumentCache(profile_dir / DOCUMENTS))
 
     @property
     def account(self) -> Account:
@@ -201,12 +294,51 @@ class Engine:
     def device_id(self) -> str:
         return self._account.device_id
 
-    async def _publish_key_packages(self) -> None:
-        """Publish one-time KeyPackages and a last-resort one, keeping their private halves
+    # -- linking another device of this user -------------------------------------------------
+    async def approve_link(
+        self, code: str, totp: str, *, timeout: float = linking.LINK_WAIT_SECONDS
+    ) -> rest.LinkApproved:
+        """Link the device showing ``code`` to this user (``totp`` is the user's TOTP code),
+        add it to every room this device is in, and send it those rooms' history."""
+        approved = await self._relay.approve_link(linking.approval(code, totp))
+        linking.check_approved(approved, self.user_id)
+        rooms = [
+            r.id
+            for r in self.rooms()
+            if (group := self._group(r.group_id)) is not None and group.active
+        ]
+        await linking.add_to_rooms(self, rooms, timeout)
+        seed = self._account.signature_private_key
+        await linking.send_history(self._relay, self._store, seed, approved, rooms)
+        return approved
+
+    async def receive_history(
+        self, request: linking.LinkRequest, *, timeout: float = linking.LINK_WAIT_SECONDS
+    ) -> int:
+        """On the device ``request`` linked, once started: import the history the approving
+        device sent (how many messages were new)."""
+        return await request.receive_history(self, self._relay, self._store, timeout=timeout)
+
+    async def _publish_key_packages(
+        self, count: int = KEY_PACKAGES, *, last_resort: bool = True
+    ) -> None:
+        """Publish one-time KeyPackages (and a last-resort one), keeping their private halves
         first: a KeyPackage the relay hands out must always be joinable."""
-        one_time = [self._new_key_package(last_resort=False) for _ in range(KEY_PACKAGES)]
-        last_resort = self._new_key_package(last_resort=True)
-        await self._relay.upload_key_packages(one_time, last_resort)
+        one_time = [self._new_key_package(last_resort=False) for _ in range(count)]
+        resort = self._new_key_package(last_resort=True) if last_resort else None
+        await self._relay.upload_key_packages(one_time, resort)
+
+    async def _top_up_key_packages(self) -> None:
+        """Publish more one-time KeyPackages when the relay runs low: every Welcome that adds
+        this device to a room consumed one. Failing, it waits for the next start or Welcome:
+        the last-resort KeyPackage keeps the device joinable meanwhile."""
+        try:
+            count = await self._relay.key_package_count()
+            missing = key_packages_missing(self.maintenance, count.available)
+            if missing or not count.last_resort:
+                await self._publish_key_packages(missing, last_resort=not count.last_resort)
+        except (RelayError, RelayUnavailable) as e:
+            log.info("KeyPackages not topped up: %s", e)
 
     def _new_key_package(self, *, last_resort: bool) -> bytes:
         kp, private = new_key_package(
@@ -227,8 +359,16 @@ class Engine:
 
     # -- lifecycle ----------------------------------------------------------------------------
     async def start(self) -> None:
-        """Log in, open the WebSocket, and resend whatever the outbox still holds."""
-        token = await self._login()
+        """Log in, open the WebSocket, resend whatever the outbox still holds and the commit a
+        previous run sent without hearing back, then see to the keys' upkeep."""
+        self._usable()
+        try:
+            token = await self._login()
+        except RelayError as e:
+            if e.code is Code.DEVICE_REVOKED:
+                self._cut_off()
+                self._usable()
+            raise
         self._connection = Connection(
             _ws_url(self._account.relay_url),
             token,
@@ -238,7 +378,14 @@ class Engine:
         )
         for entry in self._store.outbox.due(time.time()):
             await self._connection.send(fr.CLIENT_FRAME.validate_json(entry.envelope.frame))
+        for record in self._pending_commits.all():
+            self._in_background(self._resume_commit(record))
         self._connection.start()
+        self._in_background(self._top_up_key_packages())
+        for room in self._store.rooms.all():
+            group = self._group(room.group_id)
+            if group is not None and group.active:
+                self._update_if_due(room.id, self._activity.get(room.id, now=time.time()))
 
     async def stop(self) -> None:
         """Go offline and close the cache; unsent messages and receipts stay in the outbox."""
@@ -262,6 +409,46 @@ class Engine:
 
     def _on_state(self, state: State) -> None:
         self._emit(ConnectionChanged(state))
+        if state is State.REVOKED:
+            self._cut_off()
+
+    def _cut_off(self) -> None:
+        """This device was revoked: no more reconnecting (the connection stops by itself) and
+        no more operations."""
+        if not self._revoked:
+            self._revoked = True
+            log.warning("this device was revoked")
+            self._emit(DeviceRevoked())
+
+    def _usable(self) -> None:
+        if self._revoked:
+            raise EngineError("this device was revoked: sign out, then enrol it again")
+
+    # -- devices -----------------------------------------------------------------------------
+    async def devices(self) -> list[rest.Device]:
+        """This user's devices, revoked ones included."""
+        self._online()
+        return (await self._relay.my_devices()).devices
+
+    async def revoke_device(self, device_id: str) -> None:
+        """Revoke one of this user's devices (this one included): the relay cuts it off, and
+        the members of its rooms remove it from them."""
+        self._online()
+        await self._relay.revoke_device(device_id)
+
+    async def sign_out(self, custody: KeyCustody) -> WipeReport:
+        """Go offline and wipe this profile: its key in custody, database and documents.
+
+        A device not revoked yet is revoked first, so that its rooms drop it; an unreachable
+        relay does not stop the wipe (revoke the device from another one later)."""
+        if not self._revoked and self._connection is not None:
+            try:
+                await self._relay.revoke_device(self.device_id)
+            except (RelayError, RelayUnavailable) as e:
+                log.warning("signing out without revoking this device: %s", e)
+        root = self._store.db.path.parent
+        await self.stop()
+        return wipe_account(AccountPaths(self.device_id, root), custody)
 
     # -- events and queries ------------------------------------------------------------------
     def subscribe(self, callback: Callable[[Event], None]) -> Callable[[], None]:
@@ -276,9 +463,64 @@ class Engine:
     def rooms(self) -> list[Room]:
         return self._store.rooms.all()
 
-    def messages(self, room_id: str, limit: int = 50) -> list[Message]:
-        """The room's last ``limit`` messages, oldest first."""
-        return self._store.messages.latest(room_id, limit=limit)
+    def messages(
+        self, room_id: str, limit: int = 50, *, before: MessageRef | None = None
+    ) -> list[Message]:
+        """The room's last ``limit`` messages, oldest first; ``before`` (the oldest message
+        shown) pages back."""
+        cursor = None
+        if before is not None:
+            cursor = self._store.messages.get(before)
+            if cursor is None or cursor.room_id != room_id:
+                raise EngineError(f"no message {before.client_id} in room {room_id}")
+        return self._store.messages.latest(room_id, limit=limit, before=cursor)
+
+    def versions(self, ref: MessageRef) -> list[Version]:
+        """The texts an edited message showed before its current one, oldest first."""
+        return self._store.messages.versions(ref)
+
+    def room_overview(self) -> list[RoomOverview]:
+        """The room list: rooms with urgent messages to acknowledge first, then the most
+        recently active, each with its latest message and unread count (one query)."""
+        return self._store.rooms.overview(self.user_id)
+
+    def room_state(self, room_id: str) -> RoomState:
+        """The room as its members agree on it: roles, archived, patient, retention."""
+        room = self._store.rooms.get(room_id)
+        group = None if room is None else self._group(room.group_id)
+        if group is None:
+            raise EngineError(f"unknown room {room_id}")
+        return _room_state(group)
+
+    def find_message(self, client_id: str) -> Message:
+        """The message a client id names, as listings show it."""
+        found = self._store.messages.with_client_id(client_id)
+        if len(found) != 1:
+            raise EngineError(f"{'no' if not found else 'more than one'} message {client_id}")
+        return found[0]
+
+    def search(
+        self, query: str, *, room_id: str | None = None, limit: int = 20, offset: int = 0
+    ) -> SearchPage:
+        """Cached messages matching every word of ``query`` (ignoring case and accents), best
+        first; ``offset`` is the previous page's ``next_offset``."""
+        rooms = () if room_id is None else (room_id,)
+        return self._store.search.search(query, rooms=rooms, limit=limit, offset=offset)
+
+    async def directory(self, query: str, *, limit: int = 20) -> list[DirectoryEntry]:
+        """Active colleagues matching ``query``: from the relay, remembered in the cache; from
+        the cache alone when the relay cannot be reached."""
+        try:
+            if self._relay.token is None:
+                await self._login()
+            page = await self._relay.directory(query, limit=limit)
+        except RelayUnavailable as e:
+            log.info("directory offline, searching the cache: %s", e)
+            return self._store.directory.search(query, limit=limit)
+        entries = [_directory_entry(user) for user in page.users]
+        with self._store.db.transaction():
+            self._store.directory.save(entries)
+        return [entry for entry in entries if entry.active]
 
     def members(self, room_id: str) -> list[Member]:
         return self._store.members.of_room(room_id)
@@ -287,15 +529,39 @@ class Engine:
         """Urgent messages this user has not acknowledged yet, in every room, oldest first."""
         return self._store.messages.unacknowledged_urgent(self.user_id)
 
+    def failure(self, message_ref: MessageRef) -> str | None:
+        """Why the relay refused this device's message for good (a problem code), or None:
+        such a message is never resent (``MessageFailed`` said so when it happened)."""
+        message_id = self._store.messages.id_of(message_ref)
+        return None if message_id is None else self._store.outbox.failure(message_id)
+
     def unsent(self) -> int:
         """Frames (messages, receipts) the relay has not accepted yet: a short-lived client
         waits for none before going offline."""
         return len(self._store.outbox)
 
     # -- rooms -------------------------------------------------------------------------------
-    async def create_room(self, kind: RoomKind, name: str, member_user_ids: list[str]) -> str:
-        """A new room with every device of these users (and this user's other devices)."""
+    async def create_room(
+        self,
+        kind: RoomKind,
+        name: str,
+        member_user_ids: list[str],
+        *,
+        patient: PatientContext | None = None,
+        retention_days: int | None = None,
+    ) -> str:
+        """A new room with every device of these users (and this user's other devices), each
+        checked against the organisation's attestation first; this user owns it."""
         connection = self._online()
+        if kind is RoomKind.DIRECT and len(set(member_user_ids) - {self.user_id}) != 1:
+            raise EngineError("a direct room is between this user and exactly one other")
+        state = _state(
+            kind=kind,
+            name=name,
+            roles={self.user_id: RoomRole.OWNER},
+            patient=patient,
+            retention_days=retention_days,
+        )
         device_ids: list[str] = []
         for user_id in dict.fromkeys([*member_user_ids, self.user_id]):
             listed = await self._relay.user_devices(user_id)
@@ -303,7 +569,7 @@ class Engine:
         claimed = (
             (await self._relay.claim_key_packages(device_ids)).key_packages if device_ids else []
         )
-        state = RoomState(kind=kind, name=name, roles={self.user_id: RoomRole.OWNER})
+        add = self._attested(claimed)
         group_id = os.urandom(32)
         group = Group.create(
             CIPHER_SUITE,
@@ -314,15 +580,18 @@ class Engine:
             extensions=[ext.Extension(ext.LIAISON_ROOM_STATE, state.model_dump_json().encode())],
         )
         await self._relay.create_group(group_id)
-        if claimed:
-            pending = group.commit(add=[_key_package(c.key_package) for c in claimed])
+        if add:
+            try:
+                pending = group.commit(add=list(add.values()))
+            except MLSError as e:
+                raise EngineError(f"a member's device cannot be added: {e}") from None
             frame = fr.Commit(
                 id=_client_id(),
                 group_id=group_id,
                 epoch=group.epoch,
                 payload=pending.message,
                 welcome=pending.welcome,
-                add_devices=[c.device_id for c in claimed],
+                add_devices=list(add),
             )
             answer = await self._request(connection, frame, lambda: group.apply(pending))
             if isinstance(answer, fr.Refused):
@@ -336,8 +605,11 @@ class Engine:
         return room.id
 
     async def invite(self, room_id: str, user_ids: list[str]) -> None:
-        """Add every device of these users that is not in the room yet."""
+        """Add every device of these users that is not in the room yet: owners and moderators
+        only, but any member may add its own user's new devices."""
         group = self._member_group(room_id)
+        if set(user_ids) - {self.user_id}:
+            self._check(roles.check_manage, group)
         present = _devices(group)
         device_ids = []
         for user_id in dict.fromkeys(user_ids):
@@ -346,18 +618,60 @@ class Engine:
         if not device_ids:
             return
         claimed = (await self._relay.claim_key_packages(device_ids)).key_packages
-        add = {c.device_id: _key_package(c.key_package) for c in claimed}
-        await self._commit(room_id, _Change(add=add))
+        await self._commit(room_id, _Change(add=self._attested(claimed)))
 
     async def remove(self, room_id: str, user_id: str) -> None:
         """Remove every device of ``user_id``; to remove oneself, ``leave``."""
         if user_id == self.user_id:
             raise EngineError("a member cannot remove itself: leave the room instead")
         group = self._member_group(room_id)
+        self._check(roles.check_manage, group)
         devices = frozenset(device for device, user in _devices(group).items() if user == user_id)
         if not devices:
             raise EngineError(f"{user_id} is not in the room")
-        await self._commit(room_id, _Change(remove=devices))
+        # the role goes too, or a user invited back later would find it again
+        forget = functools.partial(_with_role, user_id=user_id, role=RoomRole.MEMBER)
+        await self._commit(room_id, _Change(remove=devices, state=forget))
+
+    async def update_room(
+        self,
+        room_id: str,
+        *,
+        name: str | _Keep = KEEP,
+        retention_days: int | _Keep | None = KEEP,
+        patient: PatientContext | _Keep | None = KEEP,
+        archived: bool | _Keep = KEEP,
+    ) -> None:
+        """Change the room's state for every member (a commit): rename it, set its retention
+        (None: kept until left), link it to a patient, archive it (read-only for all).
+        Owners and moderators only."""
+        changes = {
+            key: value
+            for key, value in (
+                ("name", name),
+                ("retention_days", retention_days),
+                ("patient", patient),
+                ("archived", archived),
+            )
+            if value is not KEEP
+        }
+        group = self._member_group(room_id)
+        self._check(roles.check_manage, group)
+        _state(**{**_room_state(group).model_dump(), **changes})  # refuse bad input up front
+        await self._commit(
+            room_id, _Change(state=lambda s: _state(**{**s.model_dump(), **changes}))
+        )
+
+    async def set_role(self, room_id: str, user_id: str, role: RoomRole) -> None:
+        """Give a member of the room a role (owners and moderators only; only owners make or
+        unmake owners)."""
+        group = self._member_group(room_id)
+        if user_id not in set(_devices(group).values()):
+            raise EngineError(f"{user_id} is not in the room")
+        self._check(roles.check_manage, group)
+        await self._commit(
+            room_id, _Change(state=functools.partial(_with_role, user_id=user_id, role=role))
+        )
 
     async def leave(self, room_id: str) -> None:
         """Ask the others to remove this user's devices, then forget the room.
@@ -383,6 +697,7 @@ class Engine:
         with self._store.db.transaction():
             self._store.rooms.delete(room_id)
             self._store.groups.delete(group.group_id)
+            self._activity.forget(room_id)
         self._groups.pop(group.group_id, None)
         self._emit(RoomChanged(room, active=False))
 
@@ -392,10 +707,16 @@ class Engine:
         async with self._committing:
             for _ in range(COMMIT_ATTEMPTS):
                 group = self._member_group(room_id)
-                built = _build(group, change)
-                if built is None:
-                    return  # someone else made the change already
-                pending, added, removed = built
+                try:
+                    built = _build(group, change)
+                    if built is None:
+                        return  # someone else made the change already
+                    pending, added, removed = built
+                    _check_commit(group, pending.next_group, self.user_id, self._revoked_devices())
+                except roles.RuleBroken as e:
+                    raise EngineError(str(e)) from None
+                except MLSError as e:
+                    raise EngineError(f"the change cannot be made: {e}") from None
                 frame = fr.Commit(
                     id=_client_id(),
                     group_id=group.group_id,
@@ -405,19 +726,130 @@ class Engine:
                     add_devices=added,
                     remove_devices=removed,
                 )
+                self._pending_commits.save(
+                    PendingCommitRecord(
+                        group.group_id,
+                        group.epoch,
+                        frame.model_dump_json(exclude_none=True).encode(),
+                        pending.next_group.export_state(),
+                    )
+                )
                 answer = await self._request(
                     connection, frame, lambda g=group, p=pending: self._own_commit(g, p)
                 )
                 if isinstance(answer, fr.Accepted):
                     return
+                self._pending_commits.delete(group.group_id)
                 if answer.problem.code is not Code.STALE_EPOCH or answer.problem.epoch is None:
                     raise EngineError(f"the relay refused the change: {answer.problem.code.value}")
                 await self._caught_up(group.group_id, answer.problem.epoch)
         raise EngineError("the room kept changing: try again")
 
     def _own_commit(self, group: Group, pending: PendingCommit) -> None:
-        group.apply(pending)
-        self._took_commit(group)
+        current = self._group(group.group_id)
+        if current is None or current.epoch != group.epoch:
+            return  # settled meanwhile: the stored next state was adopted
+        current.apply(pending)
+        self._took_commit(current, own=True)
+
+    async def _resume_commit(self, record: PendingCommitRecord) -> None:
+        """Send again, with the same client id, a commit a previous run sent without hearing
+        back. The relay answers a commit it stored with ``accepted``; it forgets client ids
+        once every recipient has the commit and the relay restarted, and then answers
+        ``stale_epoch``, so that answer settles nothing: the envelopes that follow do (see
+        ``_settle``)."""
+        group = self._group(record.group_id)
+        if group is None or group.epoch != record.epoch:
+            self._pending_commits.delete(record.group_id)  # settled before the crash
+            return
+        self._resumed[record.group_id] = record
+        frame = fr.Commit.model_validate_json(record.frame)
+        async with self._committing:
+            answer = await self._request(self._online(), frame, lambda: self._adopt(record))
+        if isinstance(answer, fr.Accepted):
+            return
+        if answer.problem.code is Code.STALE_EPOCH:
+            log.info("room %s: the relay forgot a resent commit", _room_id(record.group_id))
+            return  # the envelopes that follow settle it
+        self._resumed.pop(record.group_id, None)
+        self._pending_commits.delete(record.group_id)
+        log.warning("the relay refused a resent commit: %s", answer.problem.code.value)
+
+    def _adopt(self, record: PendingCommitRecord) -> None:
+        """The relay took this device's commit: the room moves to the state stored with it."""
+        self._resumed.pop(record.group_id, None)
+        group = self._group(record.group_id)
+        if group is not None and group.epoch == record.epoch:
+            self._took_commit(Group.import_state(record.next_state, self._validator), own=True)
+
+    def _settle(self, envelope: fr.Envelope) -> None:
+        """Decide a resent commit from what the relay delivers, in order: another member's
+        commit for the same epoch means ours lost; anything of a later epoch means ours won
+        (the relay delivers every commit but one's own)."""
+        record = self._resumed.get(envelope.group_id)
+        if record is None:
+            return
+        if envelope.kind is fr.Kind.COMMIT:
+            epoch = envelope.epoch
+        elif envelope.kind is fr.Kind.APPLICATION:
+            body = MLSMessage.deserialize(envelope.payload).body
+            epoch = body.epoch if isinstance(body, PrivateMessage) else None
+        else:
+            return  # a Welcome, a notice, a proposal: no epoch to judge by
+        if epoch is None or epoch < record.epoch:
+            return
+        if envelope.kind is fr.Kind.COMMIT and epoch == record.epoch:
+            del self._resumed[envelope.group_id]  # processing it deletes the stored one
+        elif epoch > record.epoch:
+            self._adopt(record)
+
+    async def _self_update(self, room_id: str, epoch: int) -> None:
+        try:
+            await self._commit(room_id, _Change(update_from=epoch))
+        finally:
+            self._updating.discard(room_id)
+
+    def _update_if_due(self, room_id: str, activity: RoomActivity) -> None:
+        """Start a self-update of the room when app/client/maintenance.py says it is due."""
+        if (
+            room_id in self._updating
+            or self._connection is None
+            or not update_due(self.maintenance, activity, time.time())
+        ):
+            return
+        room = self._store.rooms.get(room_id)
+        group = None if room is None else self._group(room.group_id)
+        if group is not None and group.active:
+            self._updating.add(room_id)
+            self._in_background(self._self_update(room_id, group.epoch))
+
+    def _check(self, rule: Callable[[RoomState, str], None], group: Group) -> None:
+        """Apply one of app/client/roles.py's rules to this user, for a clear refusal."""
+        try:
+            rule(_room_state(group), self.user_id)
+        except roles.RuleBroken as e:
+            raise EngineError(str(e)) from None
+
+    def _attested(self, claimed: list[rest.ClaimedKeyPackage]) -> dict[str, KeyPackage]:
+        """The claimed KeyPackages by device, each checked against the organisation's
+        attestation and the device it was claimed for, before anything is committed."""
+        out = {}
+        for c in claimed:
+            key_package = _key_package(c.key_package)
+            leaf = key_package.leaf_node
+            try:
+                self._validator(leaf.credential, leaf.signature_key)
+                device = liaison_identity(leaf.credential).device_id.decode()
+            except MLSError as e:
+                raise EngineError(f"device {c.device_id} of {c.user_id} is refused: {e}") from None
+            if device != c.device_id:
+                raise EngineError(f"the relay handed out another device's KeyPackage for {device}")
+            out[device] = key_package
+        return out
+
+    def _rule_broken(self, room: Room, user_id: str, reason: str) -> None:
+        log.warning("room %s: not taking what %s sent: %s", room.id, user_id, reason)
+        self._emit(RoomRuleBroken(room, user_id, reason))
 
     async def _caught_up(self, group_id: bytes, epoch: int) -> None:
         """Wait until the commits up to ``epoch``, which arrive on the WebSocket, are processed
@@ -435,6 +867,7 @@ class Engine:
             raise EngineError("the room's latest changes did not arrive: try again") from None
 
     def _member_group(self, room_id: str) -> Group:
+        self._usable()
         room = self._store.rooms.get(room_id)
         group = None if room is None else self._group(room.group_id)
         if group is None:
@@ -470,6 +903,7 @@ class Engine:
             log.warning("background work failed: %r", task.exception())
 
     def _online(self) -> Connection:
+        self._usable()
         if self._connection is None:
             raise EngineError("the engine is not started")
         return self._connection
@@ -482,6 +916,8 @@ class Engine:
             kind=state.kind,
             name=state.name,
             created_at=created_at,
+            patient=state.patient,
+            retention_days=state.retention_days,
         )
 
     def _members_of(self, group: Group, room: Room) -> list[Member]:
@@ -512,7 +948,9 @@ class Engine:
         self._store.groups.save(GroupRecord(group.group_id, group.epoch, group.export_state()))
         self._groups[group.group_id] = group
 
-    def _took_commit(self, group: Group, *, sent_at: float | None = None) -> None:
+    def _took_commit(
+        self, group: Group, *, sent_at: float | None = None, own: bool = False
+    ) -> None:
         """Persist a group that moved to a new epoch (or out of which we were removed) with
         its room and members, and tell the UI and whoever waits for the room to move."""
         room = self._store.rooms.by_group(group.group_id)
@@ -520,6 +958,8 @@ class Engine:
         room = self._room_from(group, created_at=created_at)
         with self._store.db.transaction():
             self._save_group(group)
+            self._pending_commits.delete(group.group_id)  # whoever's, the epoch is settled
+            self._activity.committed(room.id, own=own, now=time.time())
             self._store.rooms.save(room)
             self._store.members.replace(room.id, self._members_of(group, room))
         self._epoch_moved.set()
@@ -552,6 +992,53 @@ class Engine:
         )
         await self._send(self._seal(group, content, ref.client_id, message))
         return ref
+
+    async def edit(self, ref: MessageRef, body: str) -> None:
+        """Give one of this user's messages a new text, for every member; the old one stays in
+        the message's history (``versions``)."""
+        if not body.strip():
+            raise EngineError("an edit needs a text: recall the message to take it back")
+        await self._change(ref, EditContent(target=_reference(ref), body=body))
+
+    async def recall(self, ref: MessageRef) -> None:
+        """Erase one of this user's messages on every member's device, leaving a tombstone."""
+        await self._change(ref, RecallContent(target=_reference(ref)))
+
+    async def _change(self, ref: MessageRef, content: EditContent | RecallContent) -> None:
+        message = self._store.messages.get(ref)
+        if message is None:
+            raise EngineError(f"unknown message {ref.client_id}")
+        if message.sender_user != self.user_id:
+            raise EngineError("only its sender may edit or recall a message")
+        if message.recalled_at is not None:
+            raise EngineError("this message was recalled")
+        group = self._member_group(message.room_id)
+        change_ref = MessageRef(self.device_id, _client_id())
+        with self._store.db.transaction():  # changed here only if the change is on its way
+            self._change_message(ref, content, self.user_id, change_ref, time.time())
+            frame = self._seal(group, content, change_ref.client_id, None)
+        self._message_changed(message.room_id, ref)
+        await self._send(frame)
+
+    def _change_message(
+        self,
+        target: MessageRef,
+        content: EditContent | RecallContent,
+        user_id: str,
+        change_ref: MessageRef,
+        at: float,
+    ) -> bool:
+        """Apply an edit or recall by ``user_id`` in storage; False if it changed nothing."""
+        if isinstance(content, EditContent):
+            return self._store.messages.edit(
+                target, edit=change_ref, editor_user=user_id, body=content.body, at=at
+            )
+        return self._store.messages.recall(target, recaller_user=user_id, at=at)
+
+    def _message_changed(self, room_id: str, ref: MessageRef) -> None:
+        room, message = self._store.rooms.get(room_id), self._store.messages.get(ref)
+        if room is not None and message is not None:
+            self._emit(MessageChanged(room, message))
 
     async def mark_read(self, room_id: str, upto_message: MessageRef) -> None:
         """Mark the room's messages from others up to ``upto_message`` as read, and tell their
@@ -611,13 +1098,15 @@ class Engine:
     def _seal(
         self,
         group: Group,
-        content: TextContent | ReceiptContent,
+        content: ApplicationContent,
         client_id: str,
         message: NewMessage | None,
     ) -> fr.Send:
         """Encrypt ``content`` and store the frame in the outbox with the group state that
         encrypted it (and with ``message``, the cached message it carries, if any) before it
-        goes anywhere."""
+        goes anywhere. Whatever is not a receipt is a post, which the room's rules may refuse."""
+        if not isinstance(content, ReceiptContent):
+            self._check(roles.check_send, group)
         frame = fr.Send(
             id=client_id,
             group_id=group.group_id,
@@ -631,6 +1120,7 @@ class Engine:
         try:
             with self._store.db.transaction():
                 self._save_group(group)
+                activity = self._activity.count(_room_id(group.group_id), now=time.time())
                 if message is None:
                     self._store.outbox.enqueue(envelope, now=time.time())
                 else:
@@ -638,12 +1128,116 @@ class Engine:
         except BaseException:
             self._groups.pop(group.group_id, None)  # the stored state is the truth
             raise
+        self._update_if_due(_room_id(group.group_id), activity)
         return frame
 
     async def _send(self, frame: fr.Send) -> None:
         """Send a frame already in the outbox; offline, ``start`` sends it."""
         if self._connection is not None:
             await self._connection.send(frame)
+
+    # -- documents ---------------------------------------------------------------------------
+    async def send_file(
+        self,
+        room_id: str,
+        path: Path,
+        *,
+        caption: str | None = None,
+        on_progress: documents.Progress | None = None,
+    ) -> MessageRef:
+        """Share a file: checked (type from its content, size), encrypted into the profile's
+        staging area, uploaded (resuming after lost connections), then announced by a document
+        message that shows as pending until the relay accepts it, like ``send_text``.
+
+        Raises DocumentError (nothing sent) if the file may not be shared or the upload fails.
+        """
+        self._online()
+        group = self._member_group(room_id)
+        self._check(roles.check_send, group)  # before uploading, not only when sealing
+        ref = MessageRef(self.device_id, _client_id())
+        content = await documents.upload_file(
+            self._relay,
+            self._documents,
+            group.group_id,
+            path,
+            caption=caption,
+            max_bytes=self.max_document_bytes,
+            on_progress=self._progress(room_id, ref, "upload", on_progress),
+            retry=self.transfer_retry,
+        )
+        message = self._document_message(content, ref, room_id, self.user_id, None)
+        group = self._member_group(room_id)  # the room may have moved on during the upload
+        await self._send(self._seal(group, content, ref.client_id, message))
+        return ref
+
+    async def fetch_file(
+        self, message_ref: MessageRef, *, on_progress: documents.Progress | None = None
+    ) -> None:
+        """Download a message's document into the encrypted cache, checking it against the
+        hash the message carries; a document cached already is not downloaded again."""
+        message, item = self._attachment(message_ref)
+        if item.blob_id in self._documents:
+            return
+        self._online()
+        await documents.download(
+            self._relay,
+            self._documents,
+            item.blob_id,
+            item.key.ciphertext_sha256,
+            on_progress=self._progress(message.room_id, message_ref, "download", on_progress),
+            retry=self.transfer_retry,
+        )
+
+    async def export_file(self, message_ref: MessageRef, destination: Path) -> int:
+        """Decrypt a fetched document to ``destination``, the user's explicit choice (the only
+        way a document's plaintext reaches the disk); its size."""
+        _, item = self._attachment(message_ref)
+        return await asyncio.to_thread(documents.export, self._documents, item, destination)
+
+    def _attachment(self, message_ref: MessageRef) -> tuple[Message, Attachment]:
+        message = self._store.messages.get(message_ref)
+        if message is None or not message.attachments:
+            raise EngineError(f"no document in message {message_ref.client_id}")
+        return message, message.attachments[0]
+
+    def _progress(
+        self,
+        room_id: str,
+        ref: MessageRef,
+        direction: Literal["upload", "download"],
+        on_progress: documents.Progress | None,
+    ) -> documents.Progress:
+        """The caller's progress callback, and a TransferProgress event for subscribers."""
+        room = self._store.rooms.get(room_id)
+
+        def report(done: int, total: int) -> None:
+            if on_progress is not None:
+                on_progress(done, total)
+            if room is not None:
+                self._emit(TransferProgress(room, ref, direction, done, total))
+
+        return report
+
+    @staticmethod
+    def _document_message(
+        content: DocumentContent,
+        ref: MessageRef,
+        room_id: str,
+        sender_user: str,
+        server_ts: float | None,
+    ) -> NewMessage:
+        """The cached message sharing a document: its caption as body, its key in the
+        attachment row (the document itself is fetched only when asked for)."""
+        return NewMessage(
+            ref=ref,
+            room_id=room_id,
+            sender_user=sender_user,
+            body=content.caption,
+            local_ts=time.time(),
+            server_ts=server_ts,
+            kind=MessageKind.DOCUMENT,
+            attachments=(documents.attachment(content),),
+        )
 
     # -- receiving ---------------------------------------------------------------------------
     async def _on_frame(self, frame: fr.Accepted | fr.Refused | fr.Deliver | fr.Revoked) -> None:
@@ -660,18 +1254,50 @@ class Engine:
             case fr.Accepted(id=client_id):
                 self._store.outbox.accepted(client_id)
             case fr.Refused(id=client_id, problem=problem):
-                log.warning("the relay refused %s: %s", client_id, problem.code.value)
+                self._refused(client_id, problem)
             case fr.Deliver(seq=seq, envelope=envelope):
                 self._receive(envelope)
                 await self._online().ack([seq])
             case fr.Revoked():
-                log.warning("this device was revoked")
+                self._cut_off()
+
+    def _refused(self, client_id: str, problem: Problem) -> None:
+        """An outbox frame the relay refused: for good, it leaves the outbox and its message
+        fails; for now (rate limited), it goes again after a backoff."""
+        log.warning("the relay refused %s: %s", client_id, problem.code.value)
+        if refusal_is_final(problem):
+            ref = MessageRef(self.device_id, client_id)
+            at = time.time()
+            if self._store.outbox.refused(client_id, reason=problem.code.value, at=at) is None:
+                return
+            message = self._store.messages.get(ref)
+            room = None if message is None else self._store.rooms.get(message.room_id)
+            if room is not None:
+                self._emit(MessageFailed(room, ref, problem.code.value))
+            return
+        entry = self._store.outbox.get(client_id)
+        if entry is None:
+            return
+        delay = backoff_delay(entry.attempts, random.random)
+        self._store.outbox.retry_later(
+            client_id, at=time.time() + delay, error=problem.code.value
+        )
+        self._in_background(self._resend_later(client_id, delay))
+
+    async def _resend_later(self, client_id: str, delay: float) -> None:
+        await asyncio.sleep(delay)
+        entry = self._store.outbox.get(client_id)
+        if entry is not None and self._connection is not None:  # not accepted meanwhile
+            await self._connection.send(fr.CLIENT_FRAME.validate_json(entry.envelope.frame))
 
     def _receive(self, envelope: fr.Envelope) -> None:
         """Store what the envelope means; a redelivery or an undecryptable one stores nothing
         (acknowledging it anyway: the relay would only deliver it again)."""
         try:
+            self._settle(envelope)
             match envelope.kind:
+                case fr.Kind.NOTICE:
+                    self._receive_notice(envelope)
                 case fr.Kind.WELCOME:
                     self._receive_welcome(envelope)
                 case fr.Kind.COMMIT:
@@ -711,12 +1337,35 @@ class Engine:
                 self._save_group(group)
                 self._store.rooms.save(room)
                 self._store.members.replace(room.id, self._members_of(group, room))
+                self._activity.committed(room.id, own=True, now=time.time())  # a fresh leaf
             self._emit(RoomChanged(room))
+            self._in_background(self._top_up_key_packages())
             return
         log.warning(
             "a Welcome for group %s names none of this device's KeyPackages",
             b64encode(envelope.group_id),
         )
+
+    def _receive_notice(self, envelope: fr.Envelope) -> None:
+        """A member device was revoked: the relay no longer routes to it, but its leaf keeps
+        the room's keys until a member commits its removal. Every member online tries; the
+        relay takes one commit for the epoch, and the others, catching up, find it gone."""
+        notice = _RevocationNotice.model_validate_json(envelope.payload)
+        known = self._revoked_devices()
+        if notice.device_id not in known:
+            self._store.settings.set(REVOKED_DEVICES, sorted(known | {notice.device_id}))
+        group = self._group(envelope.group_id)
+        room = self._store.rooms.by_group(envelope.group_id)
+        if group is None or room is None or not group.active:
+            return
+        if notice.device_id in _devices(group):
+            revoked = frozenset({notice.device_id})
+            self._in_background(self._commit(room.id, _Change(cut_off=revoked)))
+
+    def _revoked_devices(self) -> frozenset[str]:
+        """Devices the relay said were revoked: any member may commit their removal, and
+        every member must take such a commit whoever made it."""
+        return frozenset(self._store.settings.get(REVOKED_DEVICES, []))  # type: ignore[arg-type]
 
     def _receive_commit(self, envelope: fr.Envelope) -> None:
         group = self._group(envelope.group_id)
@@ -724,12 +1373,21 @@ class Engine:
             return  # a room we are not in (yet, or any more)
         if envelope.epoch is None or envelope.epoch < group.epoch:
             return  # a commit already applied
-        event = group.process(envelope.payload)
+        work = group.clone()  # taken only if the room's rules allow it
+        event = work.process(envelope.payload)
         if not isinstance(event, CommitApplied):
             raise ValueError("a commit envelope without a commit")
+        committer = _user(dict(group.members())[event.sender.index])
+        try:
+            _check_commit(group, work, committer, self._revoked_devices())
+        except roles.RuleBroken as e:
+            room = self._store.rooms.by_group(group.group_id)
+            if room is not None:
+                self._rule_broken(room, committer, str(e))
+            return
         if event.removed_me:
             log.info("removed from room %s", _room_id(group.group_id))
-        self._took_commit(group, sent_at=envelope.sent_at)
+        self._took_commit(work, sent_at=envelope.sent_at)
 
     def _receive_proposal(self, envelope: fr.Envelope) -> None:
         """Keep a member's proposal to leave, and commit it. Other proposals are not kept:
@@ -743,7 +1401,7 @@ class Engine:
         event = work.process(envelope.payload)
         if not isinstance(event, ProposalReceived):
             raise ValueError("a proposal envelope without a proposal")
-        leaving = _leaving_device(work, event)
+        leaving = _leaving_device(work, event.sender, event.proposal)
         if leaving is None or leaving == self.device_id:
             log.info("ignoring a proposal other than another member leaving")
             return
@@ -770,29 +1428,74 @@ class Engine:
         if isinstance(content, ReceiptContent):
             self._receive_receipt(group, room, sender_user, content, envelope.sent_at)
             return
-        message = NewMessage(
-            ref=ref,
-            room_id=room.id,
-            sender_user=sender_user,
-            body=content.body,
-            local_ts=time.time(),
-            server_ts=envelope.sent_at,
-            kind=MessageKind.TEXT,
-            priority=Priority.URGENT if content.urgent else Priority.NORMAL,
-            reply_to=None
-            if content.reply_to is None
-            else MessageRef(content.reply_to.device, content.reply_to.id),
-        )
+        try:
+            roles.check_send(_room_state(group), sender_user)
+        except roles.RuleBroken as e:
+            with self._store.db.transaction():
+                self._save_group(group)
+            self._rule_broken(room, sender_user, str(e))
+            return
+        if isinstance(content, EditContent | RecallContent):
+            self._receive_change(group, room, sender_user, ref, content, envelope.sent_at)
+            return
+        if isinstance(content, DocumentContent):
+            message = self._document_message(content, ref, room.id, sender_user, envelope.sent_at)
+        else:
+            message = NewMessage(
+                ref=ref,
+                room_id=room.id,
+                sender_user=sender_user,
+                body=content.body,
+                local_ts=time.time(),
+                server_ts=envelope.sent_at,
+                kind=MessageKind.TEXT,
+                priority=Priority.URGENT if content.urgent else Priority.NORMAL,
+                reply_to=None
+                if content.reply_to is None
+                else MessageRef(content.reply_to.device, content.reply_to.id),
+            )
         with self._store.db.transaction():
             self._save_group(group)
             stored = self._store.messages.add_incoming(message)
+            activity = self._activity.count(room.id, now=time.time())
+        self._update_if_due(room.id, activity)
         if stored is None:
             return
         self._emit(MessageReceived(room, stored))
+        if stored.priority is Priority.URGENT and sender_user != self.user_id:
+            self._emit(UrgentReceived(room, stored))
         if sender_user != self.user_id:
             if not self._delivered:
                 self._in_background(self._send_delivered())
             self._delivered.setdefault(room.id, []).append(stored.ref)
+
+    def _receive_change(
+        self,
+        group: Group,
+        room: Room,
+        sender_user: str,
+        change_ref: MessageRef,
+        content: EditContent | RecallContent,
+        at: float,
+    ) -> None:
+        """Apply an edit or recall of a message of this room; one of another user's message
+        breaks the rules and is dropped."""
+        target = MessageRef(content.target.device, content.target.id)
+        message = self._store.messages.get(target)
+        refused = None
+        with self._store.db.transaction():
+            self._save_group(group)
+            if message is None or message.room_id != room.id:
+                log.info("ignoring a change of a message not in room %s", room.id)
+                return
+            try:
+                changed = self._change_message(target, content, sender_user, change_ref, at)
+            except NotSenderError as e:
+                changed, refused = False, str(e)
+        if refused is not None:
+            self._rule_broken(room, sender_user, refused)
+        elif changed:
+            self._message_changed(room.id, target)
 
     def _receive_receipt(
         self, group: Group, room: Room, sender_user: str, receipt: ReceiptContent, at: float
@@ -804,6 +1507,7 @@ class Engine:
         recorded = []
         with self._store.db.transaction():
             self._save_group(group)
+            activity = self._activity.count(room.id, now=time.time())
             if sender_user == self.user_id:
                 return
             for reference in receipt.messages:
@@ -813,6 +1517,7 @@ class Engine:
                     continue
                 if self._store.receipts.add(ref, Receipt(sender_user, kind, at)):
                     recorded.append(ref)
+        self._update_if_due(room.id, activity)
         for ref in recorded:
             self._emit(ReceiptReceived(room, ref, sender_user, kind))
 
@@ -822,6 +1527,67 @@ def _room_state(group: Group) -> RoomState:
     if data is None:
         raise ValueError("the group carries no room state")
     return RoomState.model_validate_json(data)
+
+
+def _state(**fields: Any) -> RoomState:
+    """A room state this device is about to propose, with a clear error for bad input."""
+    if not str(fields.get("name", "")).strip():
+        raise EngineError("a room needs a name")
+    if fields.get("patient") is not None and fields.get("kind") is not RoomKind.PATIENT:
+        raise EngineError("only a patient room carries a patient context")
+    try:
+        return RoomState.model_validate(fields)
+    except ValidationError as e:
+        problems = "; ".join(f"{'.'.join(map(str, x['loc']))}: {x['msg']}" for x in e.errors())
+        raise EngineError(f"invalid room state: {problems}") from None
+
+
+def _with_role(state: RoomState, user_id: str, role: RoomRole) -> RoomState:
+    """The state with ``user_id``'s role set; plain members are not named (one way to say it)."""
+    roles_ = {u: r for u, r in state.roles.items() if u != user_id}
+    if role is not RoomRole.MEMBER:
+        roles_[user_id] = role
+    return state.model_copy(update={"roles": roles_})
+
+
+def _state_extensions(group: Group, state: RoomState) -> list[ext.Extension]:
+    """The group's extensions with the room state replaced."""
+    kept = [e for e in group.context.extensions if e.extension_type != ext.LIAISON_ROOM_STATE]
+    return [*kept, ext.Extension(ext.LIAISON_ROOM_STATE, state.model_dump_json().encode())]
+
+
+def _check_commit(
+    before: Group, after: Group, committer: str, revoked: frozenset[str] = frozenset()
+) -> None:
+    """The room's rules for a commit by ``committer`` taking the group from ``before`` to
+    ``after`` (app/client/roles.py); any member may remove a ``revoked`` device, as one
+    that leaves."""
+    roles.check_commit(
+        committer,
+        _room_state(before),
+        _room_state(after),
+        _devices(before),
+        _devices(after),
+        _leaving(before) | revoked,
+    )
+
+
+def _directory_entry(user: rest.User) -> DirectoryEntry:
+    return DirectoryEntry(
+        user_id=user.id,
+        display_name=user.display_name,
+        profession=user.profession.value,
+        specialty=user.specialty,
+        services=tuple(user.services),
+        sites=tuple(user.sites),
+        rpps=user.rpps,
+        roles=tuple(user.roles),
+        active=user.status is rest.UserStatus.ACTIVE,
+    )
+
+
+def _reference(ref: MessageRef) -> Reference:
+    return Reference(device=ref.sender_device, id=ref.client_id)
 
 
 def _user(credential: Credential) -> str:
@@ -850,21 +1616,34 @@ def _build(group: Group, change: _Change) -> tuple[PendingCommit, list[str], lis
         if isinstance(p.proposal.body, prop.Remove)
     }
     add = [kp for device, kp in change.add.items() if device not in leaves]
-    removing = [leaves[d] for d in change.remove if d in leaves]
-    if not add and not removing:
+    removing = [leaves[d] for d in change.remove | change.cut_off if d in leaves]
+    state = _room_state(group)
+    new_state = state if change.state is None else change.state(state)
+    if not add and not removing and new_state == state and change.update_from != group.epoch:
         return None
-    pending = group.commit(add=add, remove=[leaf for leaf in removing if leaf not in proposed])
+    pending = group.commit(
+        add=add,
+        remove=[leaf for leaf in removing if leaf not in proposed],
+        extensions=None if new_state == state else _state_extensions(group, new_state),
+    )
     before, after = set(leaves), set(_devices(pending.next_group))
-    return pending, sorted(after - before), sorted(before - after)
+    return pending, sorted(after - before), sorted(before - after - change.cut_off)
 
 
-def _leaving_device(group: Group, event: ProposalReceived) -> str | None:
-    """The device a Remove proposal takes out, if its own user proposed it (leaving)."""
-    body = event.proposal.body
+def _leaving(group: Group) -> frozenset[str]:
+    """Devices whose own user proposed their removal, in proposals the group holds."""
+    leaving = (_leaving_device(group, p.sender, p.proposal) for p in group.proposals.values())
+    return frozenset(device for device in leaving if device is not None)
+
+
+def _leaving_device(group: Group, sender: Sender, proposal: prop.Proposal) -> str | None:
+    """The device a Remove proposal (received now, or held) takes out, if its own user
+    proposed it (leaving)."""
+    body = proposal.body
     if not isinstance(body, prop.Remove):
         return None
     credentials = dict(group.members())
-    proposer, removed = credentials.get(event.sender.index), credentials.get(body.removed)
+    proposer, removed = credentials.get(sender.index), credentials.get(body.removed)
     if proposer is None or removed is None or _user(proposer) != _user(removed):
         return None
     return liaison_identity(removed).device_id.decode()
@@ -885,6 +1664,13 @@ def _room_id(group_id: bytes) -> str:
 
 def _client_id() -> str:
     return secrets.token_urlsafe(16)
+
+
+def _new_profile(profile_dir: Path) -> None:
+    """Refuse to enrol or link into a profile that holds an account already."""
+    profile_dir.mkdir(parents=True, exist_ok=True)
+    if (profile_dir / ACCOUNT_FILE).exists():
+        raise EngineError(f"{profile_dir} already holds an account")
 
 
 def _ws_url(relay_url: str) -> str:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Literal
 
 from app.client.connection import State
 from storage.messages import Message, MessageRef
@@ -42,8 +43,76 @@ class RoomChanged:
 
 
 @dataclass(frozen=True, slots=True)
+class MessageChanged:
+    """A cached message was edited or recalled (here or by its sender elsewhere): ``message``
+    is its new state, a tombstone with no body once recalled."""
+
+    room: Room
+    message: Message
+
+
+@dataclass(frozen=True, slots=True)
+class UrgentReceived:
+    """An urgent message from another user arrived (after its MessageReceived): the UI
+    alerts until it is acknowledged."""
+
+    room: Room
+    message: Message
+
+
+@dataclass(frozen=True, slots=True)
+class RoomRuleBroken:
+    """A member's commit or message broke the room's rules (app/client/roles.py) and was not
+    taken: the room's state is unchanged, the message dropped."""
+
+    room: Room
+    user_id: str
+    reason: str
+
+
+@dataclass(frozen=True, slots=True)
 class ConnectionChanged:
     state: State
 
 
-Event = MessageReceived | ReceiptReceived | RoomChanged | ConnectionChanged
+@dataclass(frozen=True, slots=True)
+class MessageFailed:
+    """The relay refused one of this device's messages for good (``reason``: its problem
+    code): it left the outbox and will not be sent again."""
+
+    room: Room
+    message_ref: MessageRef
+    reason: str
+
+
+@dataclass(frozen=True, slots=True)
+class DeviceRevoked:
+    """This device was revoked: the engine is offline for good and refuses every operation.
+    Whether to wipe the local data (``Engine.sign_out``) is the UI's decision."""
+
+
+@dataclass(frozen=True, slots=True)
+class TransferProgress:
+    """A document's upload (``send_file``) or download (``fetch_file``) moved on: ``done`` of
+    ``total`` bytes of ciphertext. ``done`` never goes back, even across a resumed transfer.
+    An upload's message is stored (pending) only once the upload is complete."""
+
+    room: Room
+    message_ref: MessageRef
+    direction: Literal["upload", "download"]
+    done: int
+    total: int
+
+
+Event = (
+    MessageReceived
+    | ReceiptReceived
+    | RoomChanged
+    | ConnectionChanged
+    | TransferProgress
+    | MessageChanged
+    | UrgentReceived
+    | RoomRuleBroken
+    | MessageFailed
+    | DeviceRevoked
+)

@@ -15,7 +15,7 @@ from pydantic import BaseModel, ValidationError
 
 from crypto.primitives import ed25519_public, ed25519_sign
 from protocol import rest
-from protocol.auth import enroll_proof_message, login_message
+from protocol.auth import enroll_proof_message, link_proof_message, login_message
 from protocol.encoding import b64encode
 from protocol.problems import Code, Problem
 
@@ -168,8 +168,11 @@ class RelayClient:
         return await self._call(rest.GroupInfo, "GET", f"/v1/groups/{b64encode(group_id)}")
 
     # -- blobs -------------------------------------------------------------------------------
-    async def create_blob(self, group_id: bytes, size: int, sha256: bytes) -> rest.BlobStatus:
-        body = rest.BlobCreate(group_id=group_id, size=size, sha256=sha256)
+    async def create_blob(self, group_id: bytes | None, size: int, sha256: bytes, *,
+                          recipient_device: str | None = None) -> rest.BlobStatus:
+        """A blob for a group's members, or (``group_id`` None) for one device of this user."""
+        body = rest.BlobCreate(group_id=group_id, size=size, sha256=sha256,
+                               recipient_device=recipient_device)
         return await self._call(rest.BlobStatus, "POST", "/v1/blobs", json=_json(body))
 
     async def blob_status(self, blob_id: str) -> rest.BlobStatus:
@@ -193,6 +196,26 @@ class RelayClient:
             raise RelayUnavailable(f"download of {blob_id} interrupted: {e!r}") from e
         finally:
             await response.aclose()
+
+
+    # -- device linking ----------------------------------------------------------------------
+    async def start_link(self, device_name: str, signature_seed: bytes,
+                         box_key: bytes) -> rest.LinkStarted:
+        """Ask, unauthenticated, to link this new device; the answer's code is approved
+        elsewhere."""
+        key = ed25519_public(signature_seed)
+        body = rest.LinkStart(device_name=device_name, signature_key=key, box_key=box_key,
+                              proof=ed25519_sign(signature_seed, link_proof_message(key, box_key)))
+        return await self._call(rest.LinkStarted, "POST", "/v1/link", json=_json(body))
+
+    async def link_status(self, link_id: str) -> rest.LinkStatus:
+        return await self._call(rest.LinkStatus, "GET", f"/v1/link/{link_id}")
+
+    async def approve_link(self, body: rest.LinkApprove) -> rest.LinkApproved:
+        return await self._call(rest.LinkApproved, "POST", "/v1/link/approve", json=_json(body))
+
+    async def leave_history(self, pointer: rest.LinkHistory) -> None:
+        await self._send("PUT", "/v1/link/history", json=_json(pointer))
 
 
 def _json(model: BaseModel) -> Any:

@@ -1,0 +1,71 @@
+"""The `liaison` room, edit, recall, search and directory commands, as subprocesses against the
+real relay process."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+from pathlib import Path
+
+from tests.relay_harness import running_relay
+from tests.test_cli_client import ENV, LIAISON, liaison
+
+
+def failing(profile: Path, *args: str) -> str:
+    """Run a command that must fail cleanly; its error message."""
+    out = subprocess.run([str(LIAISON), "--profile", str(profile), *args], env=ENV,
+                         capture_output=True, text=True, timeout=120)
+    assert out.returncode == 1 and "Traceback" not in out.stderr, out.stderr
+    return out.stderr
+
+
+def shown(profile: Path, room: str) -> dict[str, dict[str, object]]:
+    return {m["id"]: m for m in json.loads(liaison(profile, "messages", "--json", "--", room))}
+
+
+def test_rooms_edits_recalls_search_and_directory_through_the_cli(tmp_path):
+    alice, bob, carol = (tmp_path / name for name in ("alice", "bob", "carol"))
+    with running_relay(tmp_path) as relay:
+        ids = {}
+        for profile, name in ((alice, "Alice Martin"), (bob, "Bob Durand"),
+                              (carol, "Carole Lefèvre")):
+            ids[profile] = relay.add_user(name, "physician")
+            liaison(profile, "enroll", "--relay", relay.url, "--code", relay.invite(ids[profile]))
+        room = liaison(alice, "room", "create", "--kind", "group", "--name", "Réa",
+                       "--member", ids[bob]).split()[-1]
+
+        assert liaison(alice, "room", "invite", "--", room, ids[carol]).strip() == (
+            f"invited {ids[carol]}")
+        liaison(carol, "sync", "--wait", "3")
+        assert room in liaison(carol, "room", "list")
+        liaison(bob, "sync", "--wait", "3")
+        assert "owners and moderators" in failing(bob, "room", "remove", "--", room, ids[carol])
+
+        sent = liaison(alice, "send", "--", room, "Lit 3 : VVP posée").split()[-1]
+        assert liaison(alice, "edit", sent, "Lit 3 : VVP posée à 14 h").split() == [
+            "edited", sent]
+        assert f"{sent} changed" in liaison(bob, "sync", "--wait", "3")
+        assert "only its sender" in failing(bob, "edit", sent, "Lit 3 : rien")
+        message = shown(bob, room)[sent]
+        assert (message["body"], message["edited"]) == ("Lit 3 : VVP posée à 14 h", True)
+        assert "(1 unread)" in liaison(bob, "room", "list")  # an edit is no new message
+        (hit,) = liaison(bob, "search", "vvp", "--room", room).splitlines()
+        assert hit.split()[:3] == [room, sent, ids[alice]] and "[VVP]" in hit
+
+        assert liaison(alice, "recall", sent).split() == ["recalled", sent]
+        liaison(bob, "sync", "--wait", "3")
+        message = shown(bob, room)[sent]
+        assert (message["body"], message["recalled"]) == (None, True)
+        assert liaison(bob, "search", "vvp").strip() == ""
+
+        liaison(alice, "room", "remove", "--", room, ids[carol])
+        liaison(bob, "room", "leave", "--", room)
+        assert room not in liaison(bob, "room", "list")
+        liaison(alice, "sync", "--wait", "3")
+        liaison(carol, "sync", "--wait", "3")
+        assert "no longer a member" in failing(carol, "send", "--", room, "encore là ?")
+
+        assert "Bob Durand" in liaison(alice, "directory", "durand")
+        relay.stop()
+        assert ids[bob] in liaison(alice, "directory", "duran")  # from the cache, offline
+        assert "Carole" not in liaison(alice, "directory", "lefevre")  # never looked up
