@@ -6,7 +6,7 @@ PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 VECTORS ?= ../shared/mls/test-vectors
 
-.PHONY: install test run lint vectors bench
+.PHONY: install test run run-second lint vectors bench
 
 install: $(STAMP)
 
@@ -20,8 +20,14 @@ $(STAMP): pyproject.toml
 test: install
 	$(PY) -m pytest
 
+# The app on a local demonstration relay (seeded on first run), signed in as a physician;
+# run-second opens another instance as a nurse, to chat between the two. ARGS passes options
+# (e.g. ARGS="--web --port 8550").
 run: install
-	$(PY) -m app
+	$(PY) -m app $(ARGS)
+
+run-second: install
+	$(PY) -m app --as chloe $(ARGS)
 
 lint: install
 	$(PY) -m ruff check .

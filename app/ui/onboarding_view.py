@@ -1,0 +1,102 @@
+"""Onboarding screens: relay and invite code, TOTP setup (QR code and secret), PIN."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import flet as ft
+import flet.canvas as cv
+
+from app.ui.i18n import Translator
+from app.ui.qr import qr_matrix
+from app.ui.viewmodels.onboarding import Onboarding, Step
+
+QR_MODULE = 5  # pixels per QR module
+
+
+class OnboardingView:
+    """``control`` shows the current step; ``done()`` is called once the PIN is set."""
+
+    def __init__(
+        self,
+        model: Onboarding,
+        t: Translator,
+        run: Callable[..., object],
+        done: Callable[[], None],
+    ) -> None:
+        self._model, self._t, self._run, self._done = model, t, run, done
+        self._relay = ft.TextField(value=model.relay_url)
+        self._invite = ft.TextField()
+        self._pin = ft.TextField(password=True, keyboard_type=ft.KeyboardType.NUMBER)
+        self._again = ft.TextField(password=True, keyboard_type=ft.KeyboardType.NUMBER)
+        self.control = ft.Column(expand=True, scroll=ft.ScrollMode.AUTO,
+                                 horizontal_alignment=ft.CrossAxisAlignment.CENTER)
+        model.observe(self.redraw)
+        self.redraw()
+
+    async def _submit_account(self) -> None:
+        self._model.relay_url = self._relay.value
+        self._model.invite_code = self._invite.value
+        await self._model.submit_account()
+
+    def _submit_pin(self) -> None:
+        self._model.submit_pin(self._pin.value, self._again.value)
+
+    def redraw(self) -> None:
+        t, model = self._t, self._model
+        if model.step is Step.DONE:
+            self._done()
+            return
+        body = {Step.ACCOUNT: self._account, Step.TOTP: self._totp, Step.PIN: self._pin_step}
+        controls = [ft.Text(t("onboarding.title"), size=24), *body[model.step]()]
+        if model.error_key is not None:
+            controls.append(ft.Text(t(model.error_key, detail=model.error_detail),
+                                    color=ft.Colors.RED))
+        self.control.controls = controls
+
+    def _account(self) -> list[ft.Control]:
+        t = self._t
+        self._relay.label, self._invite.label = t("onboarding.relay"), t("onboarding.invite")
+        return [
+            self._relay,
+            self._invite,
+            ft.Button(t("onboarding.next"), disabled=self._model.busy,
+                      on_click=lambda _e: self._run(self._submit_account)),
+        ]
+
+    def _totp(self) -> list[ft.Control]:
+        t, model = self._t, self._model
+        return [
+            ft.Text(t("onboarding.totp.title"), size=18),
+            ft.Text(t("onboarding.totp.explain")),
+            _qr(model.totp_uri or ""),
+            ft.Text(t("onboarding.totp.secret"), size=12),
+            ft.Text(model.totp_secret, font_family="monospace", size=16),
+            ft.Button(t("onboarding.totp.copy"), icon=ft.Icons.COPY,
+                      on_click=lambda _e: self._run(ft.Clipboard().set, model.totp_secret)),
+            ft.Button(t("onboarding.totp.done"), on_click=lambda _e: model.totp_saved()),
+        ]
+
+    def _pin_step(self) -> list[ft.Control]:
+        t = self._t
+        self._pin.label, self._again.label = t("onboarding.pin.pin"), t("onboarding.pin.again")
+        return [
+            ft.Text(t("onboarding.pin.title"), size=18),
+            self._pin,
+            self._again,
+            ft.Button(t("onboarding.pin.save"), on_click=lambda _e: self._submit_pin()),
+        ]
+
+
+def _qr(payload: str) -> ft.Control:
+    matrix = qr_matrix(payload)
+    size = len(matrix) * QR_MODULE
+    dark = ft.Paint(color=ft.Colors.BLACK)
+    shapes: list[cv.Shape] = [cv.Rect(0, 0, size, size, paint=ft.Paint(color=ft.Colors.WHITE))]
+    shapes += [
+        cv.Rect(x * QR_MODULE, y * QR_MODULE, QR_MODULE, QR_MODULE, paint=dark)
+        for y, row in enumerate(matrix)
+        for x, module in enumerate(row)
+        if module
+    ]
+    return cv.Canvas(shapes=shapes, width=size, height=size)

@@ -1,0 +1,73 @@
+"""The real app (`python -m app --web`) as a subprocess for browser tests, and a Chromium page
+on it with Flutter's accessibility tree switched on."""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from playwright.sync_api import Browser, Page, expect
+
+from tests.relay_harness import free_port
+
+CHROMIUM = "/usr/bin/chromium"  # Debian's, installed by .ci/run; never `playwright install`
+START_SECONDS = 240.0  # the first instance seeds the demo organisation
+
+
+class AppProcess:
+    """``python -m app --web ARGS`` on a free loopback port, in French, its output in a log
+    file; ``env`` adds to the environment (LIAISON_DEMO_DIR, LIAISON_PASSPHRASE…)."""
+
+    def __init__(self, log: Path, *args: str, env: dict[str, str]) -> None:
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}/"
+        environment = {**os.environ, "LANG": "fr_FR.UTF-8", **env}
+        environment.pop("DISPLAY", None)
+        with log.open("wb") as out:
+            self.proc = subprocess.Popen(
+                [sys.executable, "-m", "app", "--web", "--port", str(self.port), *args],
+                stdout=out, stderr=subprocess.STDOUT, env=environment)
+        deadline = time.monotonic() + START_SECONDS
+        while not (self.url in log.read_text("utf-8", "replace") and self._listening()):
+            if self.proc.poll() is not None or time.monotonic() > deadline:
+                self.stop()
+                raise AssertionError(f"the app did not start:\n{log.read_text('utf-8')}")
+            time.sleep(0.2)
+
+    def _listening(self) -> bool:
+        try:
+            with socket.create_connection(("127.0.0.1", self.port), timeout=1):
+                return True
+        except OSError:
+            return False
+
+    def stop(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(30)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+
+
+def open_app(browser: Browser, app: AppProcess, width: int = 1280, height: int = 800) -> Page:
+    page = browser.new_page(viewport={"width": width, "height": height})
+    page.goto(app.url)
+    page.wait_for_selector("flt-semantics-placeholder", state="attached", timeout=60_000)
+    page.dispatch_event("flt-semantics-placeholder", "click")
+    return page
+
+
+def type_into(page: Page, label: str, text: str) -> None:
+    """Type into the text field named ``label``, replacing its text, once Flutter has given
+    it the focus (keys typed before that are lost)."""
+    field = page.get_by_role("textbox", name=label)
+    field.click(timeout=60_000)
+    expect(field).to_be_focused()
+    page.keyboard.press("Control+A")
+    page.keyboard.type(text)
