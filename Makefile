@@ -39,3 +39,4 @@ bench: install
 	$(PY) bench/crypto_bench.py
 	$(PY) bench/relay_bench.py
 	$(PY) bench/storage_bench.py
+	$(PY) bench/ui_bench.py

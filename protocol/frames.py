@@ -70,11 +70,13 @@ CLIENT_FRAME: TypeAdapter[Send | Commit | Ack] = TypeAdapter(ClientFrame)
 
 
 class Accepted(Frame):
-    """Stored durably; for a commit, ``epoch`` is the group's new epoch."""
+    """Stored durably; for a commit, ``epoch`` is the group's new epoch. ``sent_at`` is the
+    envelope's time as every recipient gets it: the sender orders its own message by it too."""
 
     type: Literal["accepted"] = "accepted"
     id: ClientId
     epoch: int | None = None
+    sent_at: float | None = None
 
 
 class Refused(Frame):

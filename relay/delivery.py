@@ -137,7 +137,7 @@ class Hub:
         if self.connections.get(conn.device_id) is conn:
             del self.connections[conn.device_id]
 
-    def deliver(self, envelopes: list[NewEnvelope], sent_at: float) -> None:
+    def deliver(self, envelopes: list[NewEnvelope]) -> None:
         for env in envelopes:
             body = None
             for device, seq in env.seqs:
@@ -145,7 +145,7 @@ class Hub:
                 if conn is None:
                     continue
                 if body is None:
-                    body = envelope_json(env, sent_at, env.client_id)
+                    body = envelope_json(env, env.sent_at, env.client_id)
                 conn.push(seq, deliver_frame(seq, body))
 
     def send_control(self, device: str, frame: str) -> None:

@@ -140,7 +140,7 @@ class Relay:
         audit_mod.write_head(self.data.audit_head_file, seq, head, sig)
 
     def _delivered(self, envs: list[NewEnvelope]) -> None:
-        self.hub.deliver(envs, time.time())
+        self.hub.deliver(envs)
 
     # -- authentication ---------------------------------------------------------------------
     async def authenticate(self, token: str | None) -> AuthDevice:
@@ -180,16 +180,17 @@ class Relay:
         key = (device.device_id, frame.id)
 
         async def op(tx: Tx) -> fr.Accepted:
-            if tx.seen(key)[0]:
-                return fr.Accepted(id=frame.id)
+            stored = tx.seen(key)
+            if stored is not None:
+                return fr.Accepted(id=frame.id, sent_at=stored.sent_at)
             members = self._member_of(frame.group_id, device.device_id)
             recipients = [d for d in members if d != device.device_id]
-            tx.enqueue(NewEnvelope(device.device_id, frame.id, frame.group_id, frame.kind.value,
-                                   None, frame.payload, recipients))
+            env = tx.enqueue(NewEnvelope(device.device_id, frame.id, frame.group_id,
+                                         frame.kind.value, None, frame.payload, recipients))
             tx.audit("message_accepted", user_id=device.user_id, device_id=device.device_id,
                      group_id=frame.group_id, kind=frame.kind.value, size=len(frame.payload),
                      recipients=len(recipients))
-            return fr.Accepted(id=frame.id)
+            return fr.Accepted(id=frame.id, sent_at=env.sent_at)
 
         return self.writer.submit(op, fast=True, dedupe=key)
 
@@ -198,9 +199,9 @@ class Relay:
         gid = frame.group_id
 
         async def op(tx: Tx) -> fr.Accepted:
-            seen, epoch = tx.seen(key)
-            if seen:
-                return fr.Accepted(id=frame.id, epoch=epoch)
+            stored = tx.seen(key)
+            if stored is not None:
+                return fr.Accepted(id=frame.id, epoch=stored.epoch, sent_at=stored.sent_at)
             members = self._member_of(gid, device.device_id)
             current = self.epochs[gid]
             if frame.epoch != current:

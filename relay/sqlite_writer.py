@@ -52,11 +52,13 @@ class SqliteWriter:
     async def _call(self, fn: Any, *args: Any) -> Any:
         return await asyncio.get_running_loop().run_in_executor(self._pool, fn, *args)
 
-    async def senders_ids(self, senders: set[str]) -> list[tuple[str, str, int | None, str]]:
-        def query() -> list[tuple[str, str, int | None, str]]:
+    async def senders_ids(
+        self, senders: set[str]
+    ) -> list[tuple[str, str, int | None, str, float]]:
+        def query() -> list[tuple[str, str, int | None, str, float]]:
             marks = ",".join("?" * len(senders))
             return self._db().execute(
-                "SELECT sender_device, client_id, epoch, kind FROM envelopes "
+                "SELECT sender_device, client_id, epoch, kind, created_at FROM envelopes "
                 f"WHERE client_id IS NOT NULL AND sender_device IN ({marks})",
                 sorted(senders)).fetchall()
 

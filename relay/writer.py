@@ -16,9 +16,9 @@ import time
 from collections import OrderedDict
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, NamedTuple
 
-from sqlalchemy import bindparam, delete, insert, select
+from sqlalchemy import bindparam, delete, func, insert, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
@@ -44,6 +44,14 @@ class NewEnvelope:
     recipients: list[str]
     id: int = 0
     seqs: list[tuple[str, int]] = field(default_factory=list)
+    sent_at: float = 0.0  # the relay's time for it: unique and increasing, the room's order
+
+
+class Stored(NamedTuple):
+    """What a resend of a stored client message is answered with."""
+
+    epoch: int | None  # the epoch a commit moved the group to, or the message's epoch
+    sent_at: float
 
 
 def _epoch_after(env: NewEnvelope) -> int | None:
@@ -63,12 +71,12 @@ class Tx:
         self.after_commit: list[Callable[[], None]] = []
         self.undo: list[Callable[[], None]] = []
         self.acked: list[tuple[str, int]] = []
-        self._keys: dict[DedupeKey, int | None] = {}
+        self._keys: dict[DedupeKey, Stored] = {}
 
-    def seen(self, key: DedupeKey) -> tuple[bool, int | None]:
+    def seen(self, key: DedupeKey) -> Stored | None:
         """Already stored, in an earlier batch or earlier in this one?"""
         if key in self._keys:
-            return True, self._keys[key]
+            return self._keys[key]
         return self.writer.seen(key)
 
     def ack(self, device_id: str, seqs: list[int]) -> None:
@@ -90,9 +98,10 @@ class Tx:
         """Store an envelope and put it in each recipient's mailbox (ids allocated here)."""
         env.id = self.writer.next_envelope_id()
         env.seqs = [(d, self.writer.next_seq()) for d in env.recipients]
+        env.sent_at = self.writer.next_sent_at(self.now)
         self.envelopes.append(env)
         if env.sender_device is not None and env.client_id is not None:
-            self._keys[(env.sender_device, env.client_id)] = _epoch_after(env)
+            self._keys[(env.sender_device, env.client_id)] = Stored(_epoch_after(env), env.sent_at)
         return env
 
     def on_commit(self, fn: Callable[[], None]) -> None:
@@ -135,8 +144,9 @@ class Writer:
         self._task: asyncio.Task[None] | None = None
         self._conn: AsyncConnection | None = None
         self.batches = 0
-        # (sender, client id) -> epoch the message had (or None): resends are recognised
-        self._seen: OrderedDict[DedupeKey, int | None] = OrderedDict()
+        self._sent_at = 0.0
+        # (sender, client id) -> what it was stored as: resends are recognised
+        self._seen: OrderedDict[DedupeKey, Stored] = OrderedDict()
         self._loaded_senders: set[str] = set()
         self.seen_limit = 200_000
 
@@ -147,6 +157,8 @@ class Writer:
                 envelopes.c.id.desc()).limit(1))).scalar() or 0
             self._seq = (await conn.execute(select(mailbox.c.seq).order_by(
                 mailbox.c.seq.desc()).limit(1))).scalar() or 0
+            self._sent_at = (await conn.execute(select(
+                func.max(envelopes.c.created_at)))).scalar() or 0.0
         self._task = asyncio.create_task(self._run(), name="relay-writer")
 
     async def stop(self) -> None:
@@ -189,14 +201,18 @@ class Writer:
         self.queue.put_nowait(_Pending(op, fut, savepoint and not fast, dedupe, fast))
         return fut
 
-    def seen(self, key: DedupeKey) -> tuple[bool, int | None]:
-        """Whether this client message is already stored, and its epoch if it had one."""
-        if key in self._seen:
-            return True, self._seen[key]
-        return False, None
+    def seen(self, key: DedupeKey) -> Stored | None:
+        """How this client message was stored, if it was."""
+        return self._seen.get(key)
 
-    def _remember(self, key: DedupeKey, epoch: int | None) -> None:
-        self._seen[key] = epoch
+    def next_sent_at(self, now: float) -> float:
+        """Envelope times never repeat nor go back, even within a batch or after a restart
+        with a clock set back: every device orders a room's messages by them alike."""
+        self._sent_at = max(now, self._sent_at + 1e-6)
+        return self._sent_at
+
+    def _remember(self, key: DedupeKey, stored: Stored) -> None:
+        self._seen[key] = stored
         if len(self._seen) > self.seen_limit:
             (sender, _), _ = self._seen.popitem(last=False)
             self._loaded_senders.discard(sender)  # reload its ids if it sends again
@@ -213,11 +229,12 @@ class Writer:
         else:
             rows = (await conn.execute(select(
                 envelopes.c.sender_device, envelopes.c.client_id, envelopes.c.epoch,
-                envelopes.c.kind).where(envelopes.c.sender_device.in_(senders),
-                                        envelopes.c.client_id.is_not(None)))).all()
-        for sender, client_id, epoch, kind in rows:
-            self._remember((sender, client_id),
-                           epoch + 1 if kind == "commit" and epoch is not None else epoch)
+                envelopes.c.kind, envelopes.c.created_at).where(
+                    envelopes.c.sender_device.in_(senders),
+                    envelopes.c.client_id.is_not(None)))).all()
+        for sender, client_id, epoch, kind, sent_at in rows:
+            after = epoch + 1 if kind == "commit" and epoch is not None else epoch
+            self._remember((sender, client_id), Stored(after, sent_at))
         self._loaded_senders |= senders
 
     async def run(self, op: Op) -> Any:
@@ -304,7 +321,7 @@ class Writer:
             self.on_audit_head(self.chain.seq, self.chain.head)
         for e in tx.envelopes:
             if e.sender_device is not None and e.client_id is not None:
-                self._remember((e.sender_device, e.client_id), _epoch_after(e))
+                self._remember((e.sender_device, e.client_id), Stored(_epoch_after(e), e.sent_at))
         for fn in tx.after_commit:
             fn()
         if tx.envelopes:
@@ -321,7 +338,7 @@ class Writer:
         expires = tx.now + self.message_ttl
         envs = [{"id": e.id, "sender_device": e.sender_device, "client_id": e.client_id,
                  "group_id": e.group_id, "kind": e.kind, "epoch": e.epoch,
-                 "payload": e.payload, "created_at": tx.now, "expires_at": expires}
+                 "payload": e.payload, "created_at": e.sent_at, "expires_at": expires}
                 for e in tx.envelopes]
         boxes = [{"seq": s, "device_id": d, "envelope_id": e.id}
                  for e in tx.envelopes for d, s in e.seqs]

@@ -131,25 +131,37 @@ class Database:
         return self._connection.executemany(sql, rows)
 
     @contextmanager
-    def transaction(self) -> Iterator[None]:
+    def transaction(self, *, durable: bool = True) -> Iterator[None]:
         """All-or-nothing: BEGIN IMMEDIATE … COMMIT, or a savepoint when already inside one.
 
         Nesting lets a repository method be atomic on its own and still join the engine's
         larger transaction (say, a decrypted message together with the group state that
         decrypted it).
+
+        A transaction that is not ``durable`` commits without its own fsync (synchronous
+        NORMAL, still atomic): power lost before the next durable commit may undo it. Only for
+        writes whose loss is harmless, such as dropping outbox rows the relay has accepted
+        (a resend is deduplicated). Inside another transaction it is as durable as that one.
         """
         depth = self._depth
+        lazy = depth == 0 and not durable
+        if lazy:
+            self.execute("PRAGMA synchronous = NORMAL")
         savepoint = f"sp{depth}"
-        self.execute("BEGIN IMMEDIATE" if depth == 0 else f"SAVEPOINT {savepoint}")
-        self._depth = depth + 1
         try:
-            yield
-            self.execute("COMMIT" if depth == 0 else f"RELEASE {savepoint}")
-        except BaseException:
-            self._rollback(savepoint if depth else None)
-            raise
+            self.execute("BEGIN IMMEDIATE" if depth == 0 else f"SAVEPOINT {savepoint}")
+            self._depth = depth + 1
+            try:
+                yield
+                self.execute("COMMIT" if depth == 0 else f"RELEASE {savepoint}")
+            except BaseException:
+                self._rollback(savepoint if depth else None)
+                raise
+            finally:
+                self._depth = depth
         finally:
-            self._depth = depth
+            if lazy:
+                self.execute("PRAGMA synchronous = FULL")
 
     def _rollback(self, savepoint: str | None) -> None:
         # Some errors (disk full, I/O) make SQLite roll back by itself: nothing left to undo.

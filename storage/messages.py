@@ -192,6 +192,14 @@ class MessageStore:
         message_id = self.id_of(ref)
         return message_id is not None and advance(self._db, message_id, status)
 
+    def set_server_ts(self, ref: MessageRef, server_ts: float) -> None:
+        """One's own message, accepted by the relay, takes the relay's time: every device then
+        orders the room's messages alike."""
+        self._db.execute(
+            "UPDATE messages SET server_ts = ? WHERE sender_device = ? AND client_id = ?",
+            (server_ts, ref.sender_device, ref.client_id),
+        )
+
     def mark_read(self, room_id: str, upto: Message, *, reader_user: str) -> list[MessageRef]:
         """Mark others' messages of the room up to ``upto`` (in timeline order) as read; the
         ones that were not yet, which are those to send a read receipt for."""

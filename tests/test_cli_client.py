@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
+import signal
 import subprocess
 import sys
 from pathlib import Path
 
-from tests.relay_harness import running_relay
+from tests.relay_harness import free_port, running_relay
 
 LIAISON = Path(sys.executable).parent / "liaison"
 ENV = {**os.environ, "LIAISON_PASSPHRASE": "cli test passphrase",
@@ -72,3 +74,39 @@ def test_commands_fail_cleanly_without_an_enrolment(tmp_path):
                          capture_output=True, text=True, timeout=60)
     assert out.returncode == 1
     assert "enrol first" in out.stderr
+
+
+def _readme_session() -> str:
+    """The first shell block of the README's "Trying Liaison with a local relay", verbatim."""
+    readme = (Path(__file__).parents[1] / "README.md").read_text("utf-8")
+    section = readme.split("## Trying Liaison with a local relay", 1)[1]
+    return section.split("```sh\n", 1)[1].split("```", 1)[0]
+
+
+def test_the_readme_session_works_as_written(tmp_path):
+    """Copy-pasted into a shell at the repository's root, the README's session enrols two
+    users who exchange a message and a document; only the port changes, to a free one."""
+    session = _readme_session()
+    assert session.count("8765") >= 3
+    port = str(free_port())
+    script = "set -eu\ntrap 'kill $(jobs -p) 2>/dev/null' EXIT\n" + session.replace("8765", port)
+    env = {**ENV, "TMPDIR": str(tmp_path)}  # DEMO=$(mktemp -d) lands in tmp_path
+    shell = subprocess.Popen(["bash", "-c", script], cwd=Path(__file__).parents[1], env=env,
+                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                             start_new_session=True)
+    try:
+        out, err = shell.communicate(timeout=300)
+    finally:
+        with contextlib.suppress(ProcessLookupError):  # the relay too, whatever happened
+            os.killpg(shell.pid, signal.SIGKILL)
+    assert shell.returncode == 0, err
+    (demo,) = [p for p in tmp_path.iterdir() if (p / "relay").is_dir()]
+    lines = out.splitlines()
+    text = "Bonjour Bob, le patient du lit 12 est arrivé"
+    assert any("Cardiologie" in line and "1 unread" in line for line in lines)  # room list
+    assert sum(line.endswith(f"delivered  {text}") for line in lines) >= 2  # sync, messages
+    document = (demo / "cr.pdf").read_bytes()
+    assert document.startswith(b"%PDF-1.4\n")
+    assert any(f"[cr.pdf, {len(document)} bytes] CR du lit 12" in line for line in lines)
+    assert lines[-1] == f"saved {len(document)} bytes to {demo / 'cr-bob.pdf'}"
+    assert (demo / "cr-bob.pdf").read_bytes() == document

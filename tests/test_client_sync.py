@@ -263,8 +263,11 @@ async def test_rate_limited_message_is_retried_after_a_backoff(relay, tmp_path):
         assert entry.next_attempt_at > before and entry.last_error == Code.RATE_LIMITED.value
         assert alice.engine.failure(ref) is None
         await asyncio.to_thread(relay.start)
-        await until(lambda: [m.body for m in bob.engine.messages(room_id)] == ["pas si vite"])
-        await until(lambda: alice.engine.unsent() == 0)
+        # the relay restart and the reconnection backoff take a few seconds on a busy machine
+        await until(
+            lambda: [m.body for m in bob.engine.messages(room_id)] == ["pas si vite"], timeout=45
+        )
+        await until(lambda: alice.engine.unsent() == 0, timeout=45)
         await asyncio.sleep(1.0)  # the backoff's own resend comes and is deduplicated
         assert [m.body for m in bob.engine.messages(room_id)] == ["pas si vite"]
     finally:

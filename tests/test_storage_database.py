@@ -209,6 +209,32 @@ def test_transactions_commit_roll_back_and_nest(tmp_path: Path) -> None:
     store.close()
 
 
+def test_a_transaction_without_its_own_fsync_is_still_atomic_and_kept(tmp_path: Path) -> None:
+    """``durable=False`` (outbox rows the relay accepted) lowers durability for that commit
+    only: what follows is fully durable again, and a failure rolls it back all the same."""
+    store, key = open_store(tmp_path / "lazy.db")
+    db = store.db
+
+    def synchronous() -> int:
+        return int(db.execute("PRAGMA synchronous").fetchone()[0])
+
+    with db.transaction(durable=False):
+        assert synchronous() == 1  # NORMAL: no fsync at this commit
+        store.settings.set("accepted", 1)
+    assert synchronous() == 2
+    with pytest.raises(RuntimeError), db.transaction(durable=False):
+        store.settings.set("lost", 2)
+        raise RuntimeError
+    assert synchronous() == 2 and store.settings.get("lost") is None
+    with db.transaction(), db.transaction(durable=False):  # nested: as durable as the outer
+        assert synchronous() == 2
+        store.settings.set("nested", 3)
+    store.close()
+    store, _ = open_store(tmp_path / "lazy.db", key)
+    assert store.settings.get("accepted") == 1 and store.settings.get("nested") == 3
+    store.close()
+
+
 def test_a_database_stays_with_the_thread_that_opened_it(db_path: Path) -> None:
     store, _ = open_store(db_path.parent / "thread.db")
     errors: list[BaseException] = []

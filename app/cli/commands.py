@@ -159,7 +159,7 @@ async def room_create(args: argparse.Namespace) -> int:
     async with _engine(args.profile, online=True) as engine:
         room_id = await _answered(
             engine.create_room(RoomKind(args.kind), args.name, args.member,
-                               retention_days=args.retention_days)
+                               patient=args.patient, retention_days=args.retention_days)
         )
     print(f"Created {args.kind} room {args.name!r}: {room_id}")
     return 0

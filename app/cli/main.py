@@ -12,9 +12,10 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from app.cli import commands
+from app.cli import commands, record
 from app.client.documents import DocumentError
 from app.client.engine import EngineError
+from app.client.fhir.errors import FhirError
 from app.client.linking import LinkError
 from app.client.relay_api import RelayError, RelayUnavailable
 from crypto.key_wrap import WrongPassphraseError
@@ -22,8 +23,8 @@ from storage.errors import StorageError
 from storage.members import RoomRole
 from storage.rooms import RoomKind
 
-FAILURES = (DocumentError, EngineError, LinkError, RelayError, RelayUnavailable, StorageError,
-            WrongPassphraseError)
+FAILURES = (DocumentError, EngineError, FhirError, LinkError, RelayError, RelayUnavailable,
+            StorageError, WrongPassphraseError)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -101,6 +102,21 @@ def build_parser() -> argparse.ArgumentParser:
     messages.add_argument("--limit", type=int, default=50)
     messages.add_argument("--json", action="store_true")
     messages.set_defaults(run=commands.messages)
+
+    patient = sub.add_parser("patient", help="the hospital's record (FHIR)").add_subparsers(
+        dest="patient_command", required=True)
+    patient_search = patient.add_parser("search", help="find a patient in the record")
+    record.add_fhir_options(patient_search, required=True)
+    record.add_patient_options(patient_search)
+    patient_search.set_defaults(run=record.patient_search)
+
+    archive = sub.add_parser("archive", help="archive a patient room's messages and documents "
+                             "to the patient's record (FHIR)")
+    archive.add_argument("room")
+    archive.add_argument("--message", action="append", default=[], metavar="MESSAGE_ID",
+                         help="a message to archive (repeat; default: all the room's)")
+    record.add_fhir_options(archive, required=True)
+    archive.set_defaults(run=record.archive)
     return parser
 
 
@@ -125,7 +141,9 @@ def _add_room_parsers(rooms: argparse._SubParsersAction) -> None:
     create.add_argument("--member", action="append", default=[], metavar="USER_ID",
                         help="a user to add (repeat for several)")
     create.add_argument("--retention-days", type=int, help="delete messages older than this")
-    create.set_defaults(run=commands.room_create)
+    record.add_fhir_options(create, required=False)  # a patient room from the record
+    record.add_patient_options(create, "patient-")
+    create.set_defaults(run=record.room_create)
     invite = rooms.add_parser("invite", help="add users (all their devices); owners, moderators")
     invite.add_argument("room")
     invite.add_argument("user", nargs="+", metavar="USER_ID")
@@ -152,6 +170,15 @@ def _add_room_parsers(rooms: argparse._SubParsersAction) -> None:
     archive.add_argument("--undo", action="store_true", help="make it writable again")
     archive.set_defaults(run=commands.room_archive)
     rooms.add_parser("list", help="the rooms of this device").set_defaults(run=commands.room_list)
+    link = rooms.add_parser("link-patient", help="link a room to a patient of the record, or "
+                            "change the link; owners and moderators")
+    link.add_argument("room")
+    record.add_fhir_options(link, required=True)
+    record.add_patient_options(link, "patient-")
+    link.set_defaults(run=record.room_link_patient)
+    show = rooms.add_parser("show", help="a room's state and its patient banner")
+    show.add_argument("room")
+    show.set_defaults(run=record.room_show)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

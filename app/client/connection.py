@@ -102,9 +102,13 @@ def backoff_delay(attempt: int, random: Callable[[], float], *, base: float = 0.
 
 
 class Connection:
-    """Keeps one WebSocket open until closed, revoked, or refused for good."""
+    """Keeps one WebSocket open until closed, revoked, or refused for good.
 
-    def __init__(self, url: str, token: str, *,
+    Without a token (the relay was unreachable when the device logged in), it logs in with
+    ``refresh_token`` first, retrying with the same backoff as connecting.
+    """
+
+    def __init__(self, url: str, token: str | None, *,
                  on_event: Callable[[Event], Awaitable[None]],
                  on_state: Callable[[State], None] | None = None,
                  refresh_token: Callable[[], Awaitable[str]] | None = None,
@@ -167,7 +171,12 @@ class Connection:
         attempt, refreshed = 0, False
         self._set_state(State.CONNECTING)
         while True:
-            code, reason = await self._session()
+            if self._token is None:
+                final = await self._log_in()
+                if final is not None:
+                    self._set_state(final)
+                    return
+            code, reason = (None, "") if self._token is None else await self._session()
             if (self.protocol.revoked or code == CLOSE_REVOKED
                     or reason == Code.DEVICE_REVOKED.value):
                 self._set_state(State.REVOKED)
@@ -176,24 +185,28 @@ class Connection:
                 if refreshed or self._refresh is None:
                     self._set_state(State.UNAUTHENTICATED)
                     return
-                refreshed = True
-                try:
-                    self._token = await self._refresh()
-                    continue  # straight away: the relay is up, only the token was stale
-                except RelayError as e:
-                    self._set_state(State.REVOKED if e.code is Code.DEVICE_REVOKED
-                                    else State.UNAUTHENTICATED)
-                    return
-                except RelayUnavailable:
-                    refreshed = False  # back off, then try again
-            else:
-                refreshed = False
+                refreshed, self._token = True, None
+                continue  # straight away: the relay is up, only the token was stale
+            refreshed = False
             if self.state is State.CONNECTED:
                 attempt = 0
             self._set_state(State.RECONNECTING)
             await self._sleep(backoff_delay(attempt, self._random, base=self._base,
                                             cap=self._cap))
             attempt += 1
+
+    async def _log_in(self) -> State | None:
+        """A fresh token, or None left while the relay is unreachable; the final state if the
+        relay refuses this device for good."""
+        if self._refresh is None:
+            return State.UNAUTHENTICATED
+        try:
+            self._token = await self._refresh()
+        except RelayError as e:
+            return State.REVOKED if e.code is Code.DEVICE_REVOKED else State.UNAUTHENTICATED
+        except RelayUnavailable as e:
+            log.info("relay unreachable for logging in: %s", e)
+        return None
 
     async def _session(self) -> tuple[int | None, str]:
         """One connection, until it ends: its close code and reason (None if it never opened)."""

@@ -88,7 +88,22 @@ class RecallContent(_Model):
     target: Reference
 
 
-ApplicationContent = TextContent | ReceiptContent | DocumentContent | EditContent | RecallContent
+class ArchivedContent(_Model):
+    """A member archived messages of the room to the patient's record: what (the messages and
+    the record's resources), by whom (the sender) and when (the relay's time). A message
+    rather than room state, so any member may archive and the room's history shows it."""
+
+    type: Literal["archived"] = "archived"
+    messages: list[Reference] = Field(min_length=1)
+    documents: int = Field(ge=0)  # how many of them carried a document, sent as Binary
+    identifier: str = Field(min_length=1, max_length=128)  # the export's, in urn:liaison:export
+    document_reference: str = Field(min_length=1, max_length=256)  # "DocumentReference/{id}"
+    communication: str = Field(min_length=1, max_length=256)
+
+
+ApplicationContent = (
+    TextContent | ReceiptContent | DocumentContent | EditContent | RecallContent | ArchivedContent
+)
 APPLICATION_CONTENT: TypeAdapter[ApplicationContent] = TypeAdapter(
     Annotated[ApplicationContent, Field(discriminator="type")]
 )

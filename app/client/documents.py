@@ -314,13 +314,24 @@ async def _ciphertext(relay: RelayClient, blob_id: str, on_progress: Progress,
 def export(cache: DocumentCache, item: Attachment, destination: Path) -> int:
     """Write the cached document's plaintext to ``destination``; its size. A damaged copy is
     dropped from the cache (the next fetch downloads it again) and nothing is written."""
+    try:
+        return _decrypted(cache, item, lambda: cache.export(item.blob_id, item.key, destination))
+    except OSError as e:
+        raise DocumentError(f"cannot write {destination}: {e.strerror}") from e
+
+
+def read(cache: DocumentCache, item: Attachment) -> bytes:
+    """The cached document's plaintext, in memory only (to archive it to the record)."""
+    return _decrypted(cache, item, lambda: b"".join(cache.read(item.blob_id, item.key)))
+
+
+def _decrypted(cache: DocumentCache, item: Attachment, work: Callable[[], T]) -> T:
+    """``work`` on a cached document; a damaged copy is dropped (fetched again next time)."""
     if item.blob_id not in cache:
         raise DocumentError(f"{item.file_name} is not downloaded yet: fetch it first")
     try:
-        return cache.export(item.blob_id, item.key, destination)
+        return work()
     except MLSError as e:
         cache.remove(item.blob_id)
         raise DocumentError(f"the cached copy of {item.file_name} is damaged ({e}): "
                             "removed, fetch it again") from e
-    except OSError as e:
-        raise DocumentError(f"cannot write {destination}: {e.strerror}") from e

@@ -21,17 +21,19 @@ import secrets
 import time
 from collections.abc import Callable, Coroutine
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from enum import Enum
 from pathlib import Path
 from typing import Any, Literal
 
 from pydantic import BaseModel, ValidationError
 
-from app.client import documents, linking, roles
+from app.client import archiving, documents, linking, roles
 from app.client.connection import Connection, State, backoff_delay
 from app.client.content import (
     APPLICATION_CONTENT,
     ApplicationContent,
+    ArchivedContent,
     DocumentContent,
     EditContent,
     RecallContent,
@@ -48,12 +50,15 @@ from app.client.events import (
     MessageChanged,
     MessageFailed,
     MessageReceived,
+    MessageSent,
     ReceiptReceived,
     RoomChanged,
     RoomRuleBroken,
     TransferProgress,
     UrgentReceived,
 )
+from app.client.fhir.archive import ArchiveReceipt, Export
+from app.client.fhir.config import FhirConfig
 from app.client.maintenance import (
     MaintenancePolicy,
     key_packages_missing,
@@ -168,6 +173,16 @@ class _Waiting:
     on_accepted: Callable[[], None] | None
 
 
+@dataclass(slots=True)
+class _Batch:
+    """Frames read together, handled in one transaction: one fsync, then one ack. The group
+    states they moved are exported once, at the end, and their events wait for the commit."""
+
+    groups: dict[bytes, Group] = field(default_factory=dict)  # moved, saved before committing
+    events: list[Event] = field(default_factory=list)
+    seqs: list[int] = field(default_factory=list)  # stored deliveries, acknowledged after
+
+
 class Engine:
     """One enrolled device. Build it with ``enroll`` or ``open``; ``start`` goes online."""
 
@@ -189,6 +204,9 @@ class Engine:
         self._epoch_moved = asyncio.Event()  # set, then replaced, whenever a commit is processed
         self._background: set[asyncio.Task[None]] = set()
         self._delivered: dict[str, list[MessageRef]] = {}  # room id -> received, not receipted
+        self._inbound: list[fr.Deliver | fr.Accepted] = []  # read, handled by the next _drain
+        self._batch: _Batch | None = None  # the frames being handled, while they are
+        self._connection_state = State.OFFLINE
         # the otpauth:// URI the relay gave at a user's first enrolment (shown once, not stored)
         self.totp_uri: str | None = None
         self.maintenance = MaintenancePolicy()  # self-update and KeyPackage thresholds (settable)
@@ -360,10 +378,15 @@ class Engine:
     # -- lifecycle ----------------------------------------------------------------------------
     async def start(self) -> None:
         """Log in, open the WebSocket, resend whatever the outbox still holds and the commit a
-        previous run sent without hearing back, then see to the keys' upkeep."""
+        previous run sent without hearing back, then see to the keys' upkeep. With the relay
+        unreachable the engine starts offline: the connection logs in once it is back."""
         self._usable()
+        token: str | None
         try:
             token = await self._login()
+        except RelayUnavailable as e:
+            log.info("starting offline: %s", e)
+            token = None
         except RelayError as e:
             if e.code is Code.DEVICE_REVOKED:
                 self._cut_off()
@@ -407,7 +430,14 @@ class Engine:
         )
         return token.token
 
+    @property
+    def connection_state(self) -> State:
+        """The connection's last state, as the last ConnectionChanged said (offline until
+        ``start``)."""
+        return self._connection_state
+
     def _on_state(self, state: State) -> None:
+        self._connection_state = state
         self._emit(ConnectionChanged(state))
         if state is State.REVOKED:
             self._cut_off()
@@ -457,6 +487,9 @@ class Engine:
         return lambda: self._subscribers.remove(callback)
 
     def _emit(self, event: Event) -> None:
+        if self._batch is not None:  # shown once stored
+            self._batch.events.append(event)
+            return
         for callback in list(self._subscribers):
             callback(event)
 
@@ -944,8 +977,12 @@ class Engine:
         return group
 
     def _save_group(self, group: Group) -> None:
-        """Persist ``group`` (inside the caller's transaction) and keep it loaded."""
-        self._store.groups.save(GroupRecord(group.group_id, group.epoch, group.export_state()))
+        """Persist ``group`` (inside the caller's transaction, or at the end of the batch of
+        frames being handled) and keep it loaded."""
+        if self._batch is not None:
+            self._batch.groups[group.group_id] = group
+        else:
+            self._store.groups.save(GroupRecord(group.group_id, group.epoch, group.export_state()))
         self._groups[group.group_id] = group
 
     def _took_commit(
@@ -1194,6 +1231,46 @@ class Engine:
         _, item = self._attachment(message_ref)
         return await asyncio.to_thread(documents.export, self._documents, item, destination)
 
+    # -- archiving to the record -------------------------------------------------------------
+    async def archive_to_record(
+        self, room_id: str, message_refs: list[MessageRef], fhir: FhirConfig
+    ) -> ArchiveReceipt:
+        """Export messages of a patient room, with their documents, to the patient's record as
+        one FHIR transaction (the author: this user, by RPPS when the directory knows it);
+        then tell the room, encrypted, what was archived. A retry is stored once."""
+        group = self._member_group(room_id)
+        self._check(roles.check_send, group)  # the room must take the note: checked up front
+        patient = _room_state(group).patient
+        if patient is None:
+            raise EngineError("only a room linked to a patient is archived to the record")
+        chosen = []
+        for ref in dict.fromkeys(message_refs):
+            message = self._store.messages.get(ref)
+            if message is None or message.room_id != room_id or message.recalled_at is not None:
+                raise EngineError(f"no message {ref.client_id} to archive in room {room_id}")
+            data = None
+            if message.attachments:
+                await self.fetch_file(ref)
+                data = await asyncio.to_thread(
+                    documents.read, self._documents, message.attachments[0])
+            sender = self._store.directory.get(message.sender_user)
+            chosen.append(archiving.archived(
+                message, sender.display_name if sender else message.sender_user, data))
+        if not chosen:
+            raise EngineError("choose the messages to archive")
+        room = self._store.rooms.get(room_id)
+        export = Export(
+            room_id=room_id, room_name=room.name if room else room_id, patient=patient,
+            author=archiving.author(self._store.directory.get(self.user_id), self.user_id),
+            at=datetime.now(UTC), messages=tuple(chosen))
+        stored = await archiving.send_to_record(fhir, export)
+        content = archiving.announcement(
+            stored, list(dict.fromkeys(message_refs)), sum(m.document is not None for m in chosen))
+        ref = MessageRef(self.device_id, _client_id())
+        note = archiving.note(content, ref, room_id, self.user_id, None, time.time())
+        await self._send(self._seal(self._member_group(room_id), content, ref.client_id, note))
+        return stored
+
     def _attachment(self, message_ref: MessageRef) -> tuple[Message, Attachment]:
         message = self._store.messages.get(message_ref)
         if message is None or not message.attachments:
@@ -1241,6 +1318,17 @@ class Engine:
 
     # -- receiving ---------------------------------------------------------------------------
     async def _on_frame(self, frame: fr.Accepted | fr.Refused | fr.Deliver | fr.Revoked) -> None:
+        """Deliveries and plain acceptances queue up while more frames are at hand, and are
+        handled together as soon as the connection waits; any other frame first has them
+        handled, so that an own commit is applied in order with what the relay delivered."""
+        if isinstance(frame, fr.Deliver) or (
+            isinstance(frame, fr.Accepted) and frame.id not in self._answers
+        ):
+            if not self._inbound:
+                self._in_background(self._drain())
+            self._inbound.append(frame)
+            return
+        await self._drain()
         match frame:
             case fr.Accepted(id=client_id) | fr.Refused(id=client_id) if client_id in self._answers:
                 waiting = self._answers[client_id]
@@ -1251,15 +1339,55 @@ class Engine:
                     waiting.answer.set_exception(e)
                 else:
                     waiting.answer.set_result(frame)
-            case fr.Accepted(id=client_id):
-                self._store.outbox.accepted(client_id)
             case fr.Refused(id=client_id, problem=problem):
                 self._refused(client_id, problem)
-            case fr.Deliver(seq=seq, envelope=envelope):
-                self._receive(envelope)
-                await self._online().ack([seq])
             case fr.Revoked():
                 self._cut_off()
+
+    async def _drain(self) -> None:
+        """Handle the queued frames in order, in one transaction, then acknowledge the
+        deliveries: stored before acknowledged, as one at a time, for one fsync. Accepted
+        frames only drop outbox rows, whose loss the relay's deduplication of a resend by
+        client id makes harmless: without deliveries, no fsync of their own."""
+        frames, self._inbound = self._inbound, []
+        if not frames:
+            return
+        batch = self._batch = _Batch()
+        durable = any(isinstance(frame, fr.Deliver) for frame in frames)
+        try:
+            with self._store.db.transaction(durable=durable):
+                for frame in frames:
+                    if isinstance(frame, fr.Deliver):
+                        self._receive(frame.envelope)
+                        batch.seqs.append(frame.seq)
+                    else:
+                        self._accepted(frame, batch)
+                for group in batch.groups.values():
+                    self._store.groups.save(
+                        GroupRecord(group.group_id, group.epoch, group.export_state())
+                    )
+        except BaseException:
+            for group_id in batch.groups:
+                self._groups.pop(group_id, None)  # back to the stored states
+            raise
+        finally:
+            self._batch = None
+        for event in batch.events:
+            self._emit(event)
+        if batch.seqs and self._connection is not None:
+            await self._connection.ack(batch.seqs)
+
+    def _accepted(self, frame: fr.Accepted, batch: _Batch) -> None:
+        """Drop the outbox row; a message takes the relay's time, which orders it on every
+        device alike (its own clock would put it elsewhere on the sender's)."""
+        if not self._store.outbox.accepted(frame.id) or frame.sent_at is None:
+            return
+        ref = MessageRef(self.device_id, frame.id)
+        message = self._store.messages.get(ref)
+        room = None if message is None else self._store.rooms.get(message.room_id)
+        if room is not None:
+            self._store.messages.set_server_ts(ref, frame.sent_at)
+            batch.events.append(MessageSent(room, ref))
 
     def _refused(self, client_id: str, problem: Problem) -> None:
         """An outbox frame the relay refused: for good, it leaves the outbox and its message
@@ -1292,7 +1420,10 @@ class Engine:
 
     def _receive(self, envelope: fr.Envelope) -> None:
         """Store what the envelope means; a redelivery or an undecryptable one stores nothing
-        (acknowledging it anyway: the relay would only deliver it again)."""
+        (acknowledging it anyway: the relay would only deliver it again). A group the batch
+        moved before keeps the batch's state: a failed envelope changed nothing of it, or
+        consumed a key it did decrypt with."""
+        moved = self._batch is not None and envelope.group_id in self._batch.groups
         try:
             self._settle(envelope)
             match envelope.kind:
@@ -1309,11 +1440,18 @@ class Engine:
                 case _:
                     log.info("ignoring a %s envelope", envelope.kind.value)
         except (MLSError, ValidationError, ValueError) as e:
-            self._groups.pop(envelope.group_id, None)  # back to the stored state
+            if not moved:
+                self._unload(envelope.group_id)  # back to the stored state
             log.warning("dropping envelope %s: %r", envelope.id, e)
         except BaseException:
-            self._groups.pop(envelope.group_id, None)  # not stored, so not acknowledged
+            self._unload(envelope.group_id)  # not stored, so not acknowledged
             raise
+
+    def _unload(self, group_id: bytes) -> None:
+        """Forget the loaded state of a group: the stored one is the truth again."""
+        self._groups.pop(group_id, None)
+        if self._batch is not None:
+            self._batch.groups.pop(group_id, None)
 
     def _receive_welcome(self, envelope: fr.Envelope) -> None:
         if self._group(envelope.group_id) is not None:
@@ -1440,6 +1578,9 @@ class Engine:
             return
         if isinstance(content, DocumentContent):
             message = self._document_message(content, ref, room.id, sender_user, envelope.sent_at)
+        elif isinstance(content, ArchivedContent):
+            message = archiving.note(content, ref, room.id, sender_user, envelope.sent_at,
+                                     time.time())
         else:
             message = NewMessage(
                 ref=ref,
@@ -1658,8 +1799,9 @@ def _key_package(wire: bytes) -> KeyPackage:
 
 
 def _room_id(group_id: bytes) -> str:
-    """Every member names the room alike: after its group."""
-    return b64encode(group_id)
+    """Every member names the room alike: after its group. The "r" keeps a room id from ever
+    starting with "-", which a command line would take for an option."""
+    return "r" + b64encode(group_id)
 
 
 def _client_id() -> str:

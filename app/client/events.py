@@ -76,6 +76,15 @@ class ConnectionChanged:
 
 
 @dataclass(frozen=True, slots=True)
+class MessageSent:
+    """The relay accepted one of this device's messages: it is sent (no longer pending) and
+    takes its place in the room's order at the relay's time."""
+
+    room: Room
+    message_ref: MessageRef
+
+
+@dataclass(frozen=True, slots=True)
 class MessageFailed:
     """The relay refused one of this device's messages for good (``reason``: its problem
     code): it left the outbox and will not be sent again."""
@@ -113,6 +122,7 @@ Event = (
     | MessageChanged
     | UrgentReceived
     | RoomRuleBroken
+    | MessageSent
     | MessageFailed
     | DeviceRevoked
 )

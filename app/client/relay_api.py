@@ -7,6 +7,8 @@ that is not the relay answering) becomes ``RelayUnavailable``, which callers ret
 
 from __future__ import annotations
 
+import functools
+import ssl
 from collections.abc import AsyncIterator
 from typing import Any, TypeVar
 
@@ -43,12 +45,19 @@ class RelayUnavailable(Exception):
     """The relay could not be reached or did not answer as the relay: try again later."""
 
 
+@functools.cache
+def _tls() -> ssl.SSLContext:
+    """httpx's default trust store, loaded once: loading it costs every client ~0.1 s."""
+    return httpx.create_ssl_context()
+
+
 class RelayClient:
     """One device's REST session; after ``login`` it re-authenticates by itself."""
 
     def __init__(self, base_url: str, *, timeout: float = 30.0,
                  transport: httpx.AsyncBaseTransport | None = None) -> None:
-        self._http = httpx.AsyncClient(base_url=base_url, timeout=timeout, transport=transport)
+        self._http = httpx.AsyncClient(base_url=base_url, timeout=timeout, transport=transport,
+                                       verify=_tls())
         self._device_id: str | None = None
         self._seed: bytes | None = None
         self.token: str | None = None

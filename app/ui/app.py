@@ -20,6 +20,7 @@ from app.client.connection import State
 from app.client.engine import Engine
 from app.client.events import ConnectionChanged, Event
 from app.client.relay_api import RelayError, RelayUnavailable
+from app.ui.conversation_files import remove_uploads, upload_directory
 from app.ui.i18n import Translator
 from app.ui.loopback import is_loopback
 from app.ui.onboarding_view import OnboardingView
@@ -29,6 +30,7 @@ from app.ui.unlock_view import UnlockView
 from app.ui.viewmodels.onboarding import Onboarding
 from app.ui.viewmodels.people import People
 from app.ui.viewmodels.unlock import Unlock
+from storage.custody_wipe import WipeReport
 
 log = logging.getLogger("liaison.ui")
 
@@ -120,7 +122,13 @@ class AppProcess:
     def _shell(self, page: ft.Page, t: Translator) -> None:
         assert self._engine is not None and self._people is not None
         page.controls.clear()
-        Shell(page, self._engine, self._people, t, self._state)
+        Shell(page, self._engine, self._people, t, self._state, profile=self._profile,
+              sign_out=self._sign_out, signed_out=lambda: self._onboard(page, t))
+
+    async def _sign_out(self, engine: Engine) -> WipeReport:
+        """Wipe the profile (the engine stops first); the next window starts onboarding."""
+        self._engine = self._people = None
+        return await engine.sign_out(self._profile.custody)
 
 
 def free_port() -> int:
@@ -163,5 +171,8 @@ def run(process: AppProcess, *, web: bool, host: str = "127.0.0.1", port: int = 
     host = web_host(host)
     port = port or free_port()
     print(f"Liaison (web renderer): http://{host}:{port}/", flush=True)
-    ft.run(process.window, view=ft.AppView.WEB_BROWSER, host=host, port=port, no_cdn=True,
-           assets_dir=str(ASSETS))
+    try:  # documents picked in the browser reach this process through the upload directory
+        ft.run(process.window, view=ft.AppView.WEB_BROWSER, host=host, port=port, no_cdn=True,
+               assets_dir=str(ASSETS), upload_dir=str(upload_directory()))
+    finally:
+        remove_uploads()

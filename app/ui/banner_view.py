@@ -1,4 +1,4 @@
-"""The connection banner, drawn from its view-model; always on screen."""
+"""Banners: the connection's, always on screen, and a patient room's patient."""
 
 from __future__ import annotations
 
@@ -6,6 +6,7 @@ import flet as ft
 
 from app.ui.i18n import Translator
 from app.ui.viewmodels.connection_banner import ConnectionBanner, Link
+from app.ui.viewmodels.conversation_patient import PatientBanner
 
 _COLOURS = {
     Link.CONNECTED: ft.Colors.GREEN_100,
@@ -23,5 +24,34 @@ def banner(model: ConnectionBanner, t: Translator) -> ft.Control:
             content=ft.Text(text, size=12),
             bgcolor=_COLOURS[model.link],
             padding=ft.Padding.symmetric(horizontal=12, vertical=4),
+        ),
+    )
+
+
+def patient_banner(patient: PatientBanner, t: Translator) -> ft.Control:
+    """Who a patient room is about, above its messages, so that no one answers in the wrong
+    patient's room."""
+    facts = [patient.name]
+    if patient.birth_date is not None:
+        facts.append(t("patient.born", date=patient.birth_date.strftime("%d/%m/%Y")))
+    if patient.identifier:
+        key = "patient.ins" if patient.identifier_is_ins else "patient.identifier"
+        facts.append(t(key, value=patient.identifier))
+    if patient.test_identity:
+        facts.append(t("patient.test_identity"))
+    if patient.ward and patient.bed:
+        facts.append(t("patient.ward_bed", ward=patient.ward, bed=patient.bed))
+    elif patient.ward or patient.bed:
+        facts.append(patient.ward or t("patient.bed", bed=patient.bed))
+    text = " · ".join(facts)
+    return ft.Semantics(
+        label=t("patient.banner", facts=text),
+        content=ft.Container(
+            content=ft.Row([ft.Icon(ft.Icons.PERSONAL_INJURY, color=ft.Colors.INDIGO),
+                            ft.Text(text, weight=ft.FontWeight.BOLD, expand=True)]),
+            bgcolor=ft.Colors.INDIGO_50,
+            border=ft.Border.all(1, ft.Colors.INDIGO_200),
+            border_radius=8,
+            padding=ft.Padding.symmetric(horizontal=12, vertical=6),
         ),
     )

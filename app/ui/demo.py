@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import os
 from dataclasses import asdict, dataclass
+from datetime import date
 from pathlib import Path
 
 import platformdirs
@@ -26,7 +27,7 @@ from app.ui.profile import Profile
 from storage.custody import CustodyError
 from storage.custody_accounts import AccountDirectory
 from storage.custody_passphrase import PASSPHRASE_ENV, PassphraseCustody
-from storage.rooms import RoomKind
+from storage.rooms import PatientContext, PatientIdentifier, RoomKind
 
 ORGANISATION = "CHU Démo (données fictives)"
 DEMO_PASSPHRASE = "liaison-demo"  # synthetic data only; LIAISON_PASSPHRASE overrides it
@@ -59,17 +60,22 @@ STAFF = (
 )
 FIRST, SECOND = "helene", "chloe"  # `make run` and `make run-second`
 
-ROOMS = (  # created by FIRST: (kind, name, members, opening messages as (text, urgent))
+PATIENT = PatientContext(  # synthetic: an INS under the test OID is never a real person
+    identifiers=(PatientIdentifier(system=INS_TEST_OID, value="148037512345678"),),
+    family_name="Durand", given_names=("Jean",), birth_date=date(1948, 3, 2),
+    ward="Cardiologie", bed="12",
+)
+ROOMS = (  # created by FIRST: (kind, name, members, opening messages as (text, urgent), patient)
     (RoomKind.SERVICE, "Cardiologie — 3e étage", ("chloe", "julien", "lea"),
-     (("Bonjour à tous, staff à 8h30 en salle de réunion.", False),)),
-    (RoomKind.PATIENT, "DURAND Jean — lit 12", ("chloe", "marc"),
-     ((f"Patient : DURAND Jean, né le 02/03/1948, INS 148037512345678 ({INS_TEST_OID}),"
-       " Cardiologie lit 12. Contexte fictif de démonstration.", False),
-      ("Kaliémie à 5,9 ce matin : contrôle à 14h et ECG.", True))),
+     (("Bonjour à tous, staff à 8h30 en salle de réunion.", False),), None),
+    (RoomKind.PATIENT, "DURAND Jean", ("chloe", "marc"),
+     (("Entrée ce matin pour décompensation cardiaque. Contexte fictif de démonstration.",
+       False),
+      ("Kaliémie à 5,9 ce matin : contrôle à 14h et ECG.", True)), PATIENT),
     (RoomKind.GROUP, "Garde de nuit", ("karim", "amina", "thomas"),
-     (("Relève à 19h, deux entrées prévues aux urgences.", False),)),
+     (("Relève à 19h, deux entrées prévues aux urgences.", False),), None),
     (RoomKind.PROJECT, "Qualité — circuit du médicament", ("marc", "nathalie", "sophie"),
-     (("Réunion jeudi 14h : audit des armoires à pharmacie.", False),)),
+     (("Réunion jeudi 14h : audit des armoires à pharmacie.", False),), None),
 )
 
 
@@ -151,8 +157,9 @@ class Demo:
             engines[staff.slug] = await self._enroll(staff)
         first = engines[FIRST]
         await first.start()
-        for kind, name, members, messages in ROOMS:
-            room_id = await first.create_room(kind, name, [engines[m].user_id for m in members])
+        for kind, name, members, messages, patient in ROOMS:
+            room_id = await first.create_room(kind, name, [engines[m].user_id for m in members],
+                                              patient=patient)
             for text, urgent in messages:
                 await first.send_text(room_id, text, urgent=urgent)
 

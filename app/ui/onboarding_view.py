@@ -5,13 +5,10 @@ from __future__ import annotations
 from collections.abc import Callable
 
 import flet as ft
-import flet.canvas as cv
 
 from app.ui.i18n import Translator
-from app.ui.qr import qr_matrix
 from app.ui.viewmodels.onboarding import Onboarding, Step
-
-QR_MODULE = 5  # pixels per QR module
+from app.ui.widgets import qr_code
 
 
 class OnboardingView:
@@ -69,7 +66,7 @@ class OnboardingView:
         return [
             ft.Text(t("onboarding.totp.title"), size=18),
             ft.Text(t("onboarding.totp.explain")),
-            _qr(model.totp_uri or ""),
+            qr_code(model.totp_uri or ""),
             ft.Text(t("onboarding.totp.secret"), size=12),
             ft.Text(model.totp_secret, font_family="monospace", size=16),
             ft.Button(t("onboarding.totp.copy"), icon=ft.Icons.COPY,
@@ -87,16 +84,3 @@ class OnboardingView:
             ft.Button(t("onboarding.pin.save"), on_click=lambda _e: self._submit_pin()),
         ]
 
-
-def _qr(payload: str) -> ft.Control:
-    matrix = qr_matrix(payload)
-    size = len(matrix) * QR_MODULE
-    dark = ft.Paint(color=ft.Colors.BLACK)
-    shapes: list[cv.Shape] = [cv.Rect(0, 0, size, size, paint=ft.Paint(color=ft.Colors.WHITE))]
-    shapes += [
-        cv.Rect(x * QR_MODULE, y * QR_MODULE, QR_MODULE, QR_MODULE, paint=dark)
-        for y, row in enumerate(matrix)
-        for x, module in enumerate(row)
-        if module
-    ]
-    return cv.Canvas(shapes=shapes, width=size, height=size)

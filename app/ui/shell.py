@@ -18,29 +18,45 @@ from app.ui.banner_view import banner
 from app.ui.conversation_list_view import ConversationListView
 from app.ui.conversation_view import ConversationView
 from app.ui.i18n import Translator
-from app.ui.settings_view import settings
+from app.ui.newroom_view import NewRoomView
+from app.ui.preferences import Preferences
+from app.ui.profile import Profile
+from app.ui.room_details_view import RoomDetailsView
+from app.ui.screen_lock import ScreenLock
+from app.ui.settings_view import THEME_MODES, SettingsView
 from app.ui.viewmodels.connection_banner import ConnectionBanner
 from app.ui.viewmodels.conversation import Conversation
 from app.ui.viewmodels.conversation_list import ConversationList
+from app.ui.viewmodels.newroom import NewRoom
 from app.ui.viewmodels.people import People
-from app.ui.widgets import PHONE_MAX_WIDTH
+from app.ui.viewmodels.room_details import RoomDetails
+from app.ui.viewmodels.settings import Settings, SignOut
+from app.ui.widgets import PHONE_MAX_WIDTH, icon_button
 
 CONVERSATIONS, SETTINGS = 0, 1
+NEW_ROOM, DETAILS = "new", "details"  # what the conversation pane shows instead of the room
+View = (ConversationListView | ConversationView | NewRoomView | RoomDetailsView
+        | SettingsView)
 
 
 class Shell:
     """Navigation, layout and the open conversation of one window."""
 
     def __init__(
-        self, page: ft.Page, engine: Engine, people: People, t: Translator, state: State
+        self, page: ft.Page, engine: Engine, people: People, t: Translator, state: State,
+        *, profile: Profile, sign_out: SignOut, signed_out: Callable[[], None],
     ) -> None:
+        """``sign_out`` wipes the profile; ``signed_out`` then takes the window over."""
         self._page, self._engine, self._people, self._t = page, engine, people, t
+        self._profile, self._sign_out, self._signed_out = profile, sign_out, signed_out
+        self._lock = ScreenLock(page, profile, engine, t, self.build)
+        self._overlay: str | None = None  # NEW_ROOM or DETAILS
         self._banner = ConnectionBanner(engine, state)
         self._list = ConversationList(engine)
         self._conversation: Conversation | None = None
         self._tab = CONVERSATIONS
         self._phone = (page.width or PHONE_MAX_WIDTH) < PHONE_MAX_WIDTH
-        self._views: list[ConversationListView | ConversationView] = []
+        self._views: list[View] = []
         self._banner.observe(self._redraw_banner)
         t.on_change(self.build)
         page.on_resize = self._resized
@@ -50,6 +66,7 @@ class Shell:
 
     def run(self, work: Callable[..., Awaitable[Any]], *args: Any) -> None:
         """Run an async action of a view-model on the page's loop."""
+        self._lock.touch()
         self._page.run_task(work, *args)
 
     # -- layout --------------------------------------------------------------------------------
@@ -61,7 +78,11 @@ class Shell:
 
     def build(self) -> None:
         page, t = self._page, self._t
+        if self._lock.locked:  # nothing shows before the PIN
+            return
+        self._lock.touch()
         page.title = t("app.title")
+        page.theme_mode = THEME_MODES[Preferences.load(self._profile.directory).theme]
         for view in self._views:
             view.close()
         list_view = ConversationListView(self._list, t, self._open, page.update)
@@ -96,24 +117,66 @@ class Shell:
     def _pane(self, list_view: ConversationListView) -> ft.Control:
         t = self._t
         if self._tab == SETTINGS:
-            me = self._people.get(self._engine.user_id).name
-            return ft.Container(content=settings(t, me), expand=True, padding=12)
+            return ft.Container(content=self._settings(), expand=True, padding=12)
         conversation: ft.Control = ft.Container(
             content=ft.Text(t("conversation.choose")), expand=True,
             alignment=ft.Alignment.CENTER,
         )
-        if self._conversation is not None:
+        if self._overlay is not None:
+            conversation = self._overlay_view()
+        elif self._conversation is not None:
             back = self._close_conversation if self._phone else None
             view = ConversationView(self._conversation, t, self.run, back, self._page.update)
             self._views.append(view)
-            conversation = view.control
+            details = icon_button(ft.Icons.INFO_OUTLINE, t("details.open"),
+                                  lambda _e: self._show(DETAILS))
+            conversation = ft.Column(expand=True, spacing=0, controls=[
+                ft.Row([details], alignment=ft.MainAxisAlignment.END), view.control])
+        listing = ft.Column(expand=True, controls=[
+            ft.Button(t("nav.new"), icon=ft.Icons.ADD_COMMENT,
+                      on_click=lambda _e: self._show(NEW_ROOM)),
+            list_view.control,
+        ])
         if self._phone:
-            return conversation if self._conversation is not None else list_view.control
+            shown = self._conversation is not None or self._overlay is not None
+            return conversation if shown else listing
         return ft.Row(expand=True, controls=[
-            ft.Container(content=list_view.control, width=340, padding=8),
+            ft.Container(content=listing, width=340, padding=8),
             ft.VerticalDivider(width=1),
             ft.Container(content=conversation, expand=True, padding=8),
         ])
+
+    def _overlay_view(self) -> ft.Control:
+        """The new-conversation or room-details pane, in place of the conversation."""
+        t, page = self._t, self._page
+        if self._overlay == NEW_ROOM:
+            view: View = NewRoomView(NewRoom(self._engine, self._people), t, self.run,
+                                     self._open, lambda: self._show(None), page.update)
+        else:
+            assert self._conversation is not None, "details are a room's"
+            room_id = self._conversation.room_id
+            view = RoomDetailsView(RoomDetails(self._engine, self._people, room_id),
+                                   NewRoom(self._engine, self._people), t, self.run,
+                                   lambda: self._show(None), self._close_conversation,
+                                   page.update)
+        self._views.append(view)
+        return view.control
+
+    def _settings(self) -> ft.Control:
+        model = Settings(self._engine, self._profile.directory, self._sign_out)
+
+        def changed() -> None:
+            self._lock.timer.minutes = model.preferences.lock_minutes
+            if model.signed_out:
+                self.close()
+                self._page.navigation_bar = None
+                self._signed_out()
+
+        model.observe(changed)
+        view = SettingsView(model, self._people, self._t, self.run, self._page.update,
+                            locks=self._lock.enabled)
+        self._views.append(view)
+        return view.control
 
     def _redraw_banner(self, update: bool = True) -> None:
         self._banner_slot.content = banner(self._banner, self._t)
@@ -125,9 +188,14 @@ class Shell:
         self._tab = int(event.control.selected_index)
         self.build()
 
+    def _show(self, overlay: str | None) -> None:
+        self._overlay = overlay
+        self.build()
+
     def _open(self, room_id: str) -> None:
         if self._conversation is not None:
             self._conversation.close()
+        self._overlay = None
         conversation = Conversation(self._engine, self._people, room_id)
         conversation.observe(lambda: self.run(conversation.mark_read))
         conversation.observe(self._banner.refresh)
@@ -139,10 +207,11 @@ class Shell:
     def _close_conversation(self) -> None:
         if self._conversation is not None:
             self._conversation.close()
-        self._conversation = None
+        self._conversation, self._overlay = None, None
         self.build()
 
     def close(self) -> None:
+        self._lock.close()
         for view in self._views:
             view.close()
         for model in (self._banner, self._list, self._conversation):

@@ -44,7 +44,7 @@ class FhirClient:
     async def read(self, kind: type[R], rid: str) -> R:
         """``GET [base]/Type/id``."""
         what = f"{kind.get_resource_type()}/{rid}"
-        return wire.resource(await self._get(f"{self.config.base}/{what}", None, what), kind, what)
+        return wire.resource(await self._call(f"{self.config.base}/{what}", None, what), kind, what)
 
     async def search(self, kind: type[R], params: Mapping[str, str]) -> list[R]:
         """All matches of ``GET [base]/Type?params``, following ``next`` links page by page."""
@@ -60,7 +60,7 @@ class FhirClient:
                 raise FhirError(f"{what}: the server keeps paging ({len(seen)} pages); "
                                 "giving up")
             seen.add(url)
-            page, url = wire.searchset(await self._get(url, query, what), kind, what)
+            page, url = wire.searchset(await self._call(url, query, what), kind, what)
             found.extend(page)
             query = None  # a next link carries the whole query
             if url is not None and not wire.same_origin(url, self.config.base):
@@ -68,21 +68,35 @@ class FhirClient:
                                 f"{self.config.base}; not following it")
         return found
 
-    async def _get(self, url: str, params: Mapping[str, str] | None, what: str) \
-            -> dict[str, Any]:
-        answer = await self._send(url, params, what)
+    async def transaction(self, bundle: Mapping[str, Any]) -> dict[str, Any]:
+        """``POST [base]`` of a transaction Bundle: all its entries are stored, or none."""
+        what = "transaction"
+        answer = await self._call(self.config.base, None, what, body=bundle)
+        if answer.get("resourceType") != "Bundle":
+            raise FhirError(f"{what}: expected a transaction-response Bundle, got "
+                            f"{answer.get('resourceType')!r}")
+        return answer
+
+    async def _call(self, url: str, params: Mapping[str, str] | None, what: str,
+                   body: Mapping[str, Any] | None = None) -> dict[str, Any]:
+        """GET, or POST ``body`` when there is one; the answer's JSON."""
+        answer = await self._send(url, params, what, body)
         if answer.status_code == 401 and isinstance(self.config.auth, ClientCredentials) \
                 and self._token is not None:
             self._token = None  # revoked or expired early: one fresh token, one retry
-            answer = await self._send(url, params, what)
+            answer = await self._send(url, params, what, body)
         return wire.read_json(answer.status_code, answer.headers.get("content-type", ""),
                               answer.content, what)
 
-    async def _send(self, url: str, params: Mapping[str, str] | None, what: str) \
-            -> httpx.Response:
+    async def _send(self, url: str, params: Mapping[str, str] | None, what: str,
+                    body: Mapping[str, Any] | None) -> httpx.Response:
         headers = {"Authorization": f"Bearer {token}"} if (token := await self._bearer()) \
             else {}
-        return await self._transport(what, self._http.get(url, params=params, headers=headers))
+        if body is None:
+            return await self._transport(what, self._http.get(url, params=params,
+                                                              headers=headers))
+        return await self._transport(what, self._http.post(
+            url, params=params, json=body, headers={**headers, "Content-Type": FHIR_JSON}))
 
     async def _bearer(self) -> str | None:
         a = self.config.auth

@@ -18,15 +18,19 @@ TOKEN_ENV = "LIAISON_FHIR_TOKEN"
 CLIENT_SECRET_ENV = "LIAISON_FHIR_CLIENT_SECRET"
 
 
-def add_options(parser: argparse.ArgumentParser) -> None:
+def add_options(parser: argparse.ArgumentParser, *, flag: str = "--base",
+                required: bool = True) -> None:
+    """The options naming the server: its URL under ``flag`` (``args.base``), then the rest."""
     g = parser.add_argument_group("FHIR server")
-    g.add_argument("--base", required=True, metavar="URL", help="FHIR R4 base URL")
+    g.add_argument(flag, dest="base", required=required, metavar="URL", help="FHIR R4 base URL")
     g.add_argument("--auth", choices=("none", "bearer", "client-credentials"), default="none",
                    help=f"bearer: token from ${TOKEN_ENV}; client-credentials: OAuth2, "
                         f"secret from ${CLIENT_SECRET_ENV}")
     g.add_argument("--token-url", metavar="URL", help="OAuth2 token endpoint")
     g.add_argument("--client-id")
     g.add_argument("--scope", help="OAuth2 scope to request")
+    g.add_argument("--ipp-system", metavar="URI",
+                   help="the hospital's IPP identifier system, to find patients by IPP")
     g.add_argument("--ca-bundle", type=Path, metavar="PEM", help="CA bundle to verify TLS with")
     g.add_argument("--timeout", type=float, default=30.0, metavar="SECONDS",
                    help="how long to wait for each answer (default 30)")
@@ -46,7 +50,7 @@ def config_from(args: argparse.Namespace, environ: Mapping[str, str] = os.enviro
                                  scope=args.scope)
     try:
         return FhirConfig(base_url=args.base, auth=auth, read_timeout=args.timeout,
-                          verify=args.ca_bundle or True)
+                          verify=args.ca_bundle or True, ipp_system=args.ipp_system)
     except ValidationError as e:
         first = e.errors()[0]
         raise ValueError(f"FHIR configuration: {'.'.join(map(str, first['loc']))}: "

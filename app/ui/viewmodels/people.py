@@ -19,6 +19,8 @@ class Person:
     user_id: str
     name: str
     profession: str  # protocol.rest.Profession's value; the view translates it
+    services: tuple[str, ...] = ()  # what a new conversation's search also looks in
+    specialty: str | None = None
 
 
 class People:
@@ -36,7 +38,8 @@ class People:
             while True:
                 page = await relay.directory(limit=_PAGE, cursor=cursor)
                 for user in page.users:
-                    known[user.id] = Person(user.id, user.display_name, user.profession.value)
+                    known[user.id] = Person(user.id, user.display_name, user.profession.value,
+                                            tuple(user.services), user.specialty)
                 cursor = page.next_cursor
                 if cursor is None:
                     break

@@ -21,8 +21,7 @@ class Unlock(Observable):
 
     def submit(self, pin: str) -> Engine | None:
         try:
-            key = self._profile.pin_lock().unlock(self._account_id, pin)
-            return Engine.open(self._profile.directory, UnlockedKey(self._account_id, key))
+            return self._opened(self._profile.pin_lock().unlock(self._account_id, pin))
         except WrongPinError as e:
             self.error_key, self.remaining = "unlock.error.wrong", e.remaining
         except PinAttemptsExhaustedError:
@@ -31,3 +30,7 @@ class Unlock(Observable):
             self.error_key, self.error_detail = "unlock.error.failed", str(e)
         self._changed()
         return None
+
+    def _opened(self, key: bytes) -> Engine:
+        """The engine the right PIN opens: the profile, with the key it unwrapped."""
+        return Engine.open(self._profile.directory, UnlockedKey(self._account_id, key))
