@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-import ipaddress
 import logging
 from pathlib import Path
 
 import uvicorn
 
+from protocol.loopback import is_loopback
 from relay import orgkey
 from relay.app import create_app
 from relay.config import DataDir
@@ -17,15 +17,6 @@ from relay.service import Relay
 
 class InsecureBindError(ValueError):
     """Refusing to expose a plaintext relay beyond this machine."""
-
-
-def is_loopback(host: str) -> bool:
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
 
 
 def _log_config(data: DataDir) -> dict[str, object]:

@@ -22,7 +22,6 @@ from app.client.events import ConnectionChanged, Event
 from app.client.relay_api import RelayError, RelayUnavailable
 from app.ui.conversation_files import remove_uploads, upload_directory
 from app.ui.i18n import Translator
-from app.ui.loopback import is_loopback
 from app.ui.onboarding_view import OnboardingView
 from app.ui.profile import Profile
 from app.ui.shell import Shell
@@ -30,6 +29,7 @@ from app.ui.unlock_view import UnlockView
 from app.ui.viewmodels.onboarding import Onboarding
 from app.ui.viewmodels.people import People
 from app.ui.viewmodels.unlock import Unlock
+from protocol.loopback import is_loopback
 from storage.custody_wipe import WipeReport
 
 log = logging.getLogger("liaison.ui")

@@ -12,8 +12,8 @@ from urllib.parse import parse_qs, urlparse
 
 from app.client.engine import Engine, EngineError
 from app.client.relay_api import RelayError, RelayUnavailable
-from app.ui.loopback import is_loopback
 from app.ui.viewmodels.observable import Observable
+from protocol.loopback import is_loopback
 from storage.custody import CustodyError
 from storage.custody_pin import MIN_PIN_LENGTH
 

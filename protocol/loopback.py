@@ -1,5 +1,6 @@
-"""Whether a host name is this machine's loopback: the only place plaintext may be served
-or reached over plain http (DESIGN.md, "The Flet app and where plaintext lives")."""
+"""Whether a host name is this machine's loopback: the only place plaintext may be served or
+reached over plain http — the relay without TLS, the app's web renderer (DESIGN.md, "The Flet
+app and where plaintext lives")."""
 
 from __future__ import annotations
 
