@@ -62,7 +62,8 @@ class RoomOverview:
     room: Room
     last_activity: float  # the latest message's time, or the room's creation
     last_sender: str | None  # None: no message yet
-    last_preview: str | None  # the start of the latest message's text; None if recalled
+    last_preview: str | None  # the start of the latest message's text (a document: its file
+    # name after a paperclip); None if recalled
     unread: int  # others' messages not read yet
     unacknowledged_urgent: int  # others' urgent messages not acknowledged yet
 
@@ -131,7 +132,9 @@ class RoomStore:
             " FROM messages WHERE sender_user != ?1 AND recalled_at IS NULL GROUP BY room_id)"
             f" SELECT {', '.join('r.' + c for c in _COLUMNS.split(', '))},"
             " coalesce(last.sort_ts, r.created_at) AS activity, last.sender_user,"
-            " substr(last.body, 1, ?4),"
+            " CASE WHEN last.recalled_at IS NULL THEN coalesce(substr(last.body, 1, ?4),"
+            "  (SELECT '📎 ' || a.file_name FROM attachments a WHERE a.message_id = last.id"
+            "   ORDER BY a.position LIMIT 1)) END,"
             " coalesce(w.unread, 0), coalesce(w.urgent, 0)"
             " FROM rooms r LEFT JOIN waiting w ON w.room_id = r.id"
             " LEFT JOIN messages last ON last.id = (SELECT m.id FROM messages m"

@@ -211,6 +211,8 @@ async def test_a_tampered_document_is_refused_and_not_kept(relay, tmp_path):
         source.write_bytes(b"%PDF-1.4\n" + os.urandom(300_000))
         ref = await alice.engine.send_file(room_id, source)
         (item,) = (await bob.next(MessageReceived)).message.attachments
+        # a document without a caption is listed by its file name, not as a recalled message
+        assert [o.last_preview for o in bob.engine.room_overview()] == ["📎 cr.pdf"]
         blob = relay.data / "blobs" / item.blob_id
         data = bytearray(blob.read_bytes())
         data[len(data) // 2] ^= 0x01

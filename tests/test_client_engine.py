@@ -6,7 +6,7 @@ import pytest
 
 from app.client.connection import Connection, State
 from app.client.engine import Engine
-from app.client.events import ConnectionChanged, MessageReceived, RoomChanged
+from app.client.events import ConnectionChanged, MessageReceived, MessageSent, RoomChanged
 from storage.custody import MemoryCustody
 from storage.members import RoomRole
 from storage.rooms import RoomKind
@@ -38,9 +38,12 @@ async def test_room_messages_and_offline_delivery(relay, tmp_path):
         assert [m.ref for m in received] == sent
         assert {m.sender_user for m in received} == {alice.engine.user_id}
         assert [m.body for m in bob.engine.messages(room_id)] == bodies  # each stored once
-        await until(
-            lambda: all(m.status >= MessageStatus.SENT for m in alice.engine.messages(room_id))
-        )
+        accepted = [(await alice.next(MessageSent)).message_ref for _ in bodies]
+        assert accepted == sent
+        # the sender's copies carry the relay's time, as the recipient's do: one order for all
+        mine = {m.ref: m.server_ts for m in alice.engine.messages(room_id)}
+        assert mine == {m.ref: m.server_ts for m in received}
+        assert all(m.status >= MessageStatus.SENT for m in alice.engine.messages(room_id))
 
         reply = await bob.engine.send_text(room_id, "Je passe", urgent=True, reply_to=sent[0])
         answer = (await alice.next(MessageReceived)).message

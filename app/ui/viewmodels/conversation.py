@@ -18,6 +18,7 @@ from app.client.events import (
     Event,
     MessageChanged,
     MessageReceived,
+    MessageSent,
     ReceiptReceived,
     RoomChanged,
     TransferProgress,
@@ -318,4 +319,11 @@ class Conversation(Observable):
         self._unsubscribe()
 
 
-_ROOM_EVENTS = (MessageReceived, ReceiptReceived, RoomChanged, MessageChanged, TransferProgress)
+_ROOM_EVENTS = (
+    MessageReceived,
+    MessageSent,
+    ReceiptReceived,
+    RoomChanged,
+    MessageChanged,
+    TransferProgress,
+)
