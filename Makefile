@@ -39,4 +39,5 @@ bench: install
 	$(PY) bench/crypto_bench.py
 	$(PY) bench/relay_bench.py
 	$(PY) bench/storage_bench.py
+	$(PY) bench/e2e_bench.py
 	$(PY) bench/ui_bench.py
