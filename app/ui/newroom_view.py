@@ -1,6 +1,6 @@
 """New conversation: the room's kind, the colleagues found in the directory, and the fields a
-named or patient room needs. Text fields live as long as the view, so what is typed survives
-every redraw."""
+named or patient room needs (the patient searched in the record when the app has one). Text
+fields live as long as the view, so what is typed survives every redraw."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ from collections.abc import Callable
 import flet as ft
 
 from app.ui.i18n import Translator
-from app.ui.viewmodels.newroom import NewRoom
+from app.ui.viewmodels.newroom import Candidate, NewRoom
 from app.ui.viewmodels.people import Person
 from app.ui.widgets import icon_button
 from storage.rooms import RoomKind
@@ -38,7 +38,17 @@ class NewRoomView:
             label=t("newroom.search"), prefix_icon=ft.Icons.PERSON_SEARCH, dense=True,
             on_change=lambda e: run(model.search, e.control.value))
         self._name = field("newroom.name", "name")
+        self._candidates = ft.Column(spacing=2)
         self._patient = ft.Column(spacing=4, controls=[
+            ft.Row([ft.Container(field("newroom.record.ins", "record_ins"), expand=True),
+                    ft.Container(field("newroom.record.ipp", "record_ipp"), expand=True)]),
+            ft.Row([ft.Container(field("newroom.record.family", "record_family"), expand=True),
+                    ft.Container(field("newroom.record.birth", "record_birth_date"),
+                                 expand=True)]),
+            ft.Button(t("newroom.record.search"), icon=ft.Icons.SEARCH,
+                      on_click=lambda _e: run(model.search_patient)),
+            self._candidates,
+        ] if model.fhir is not None else [
             field("newroom.patient.family", "patient_family_name"),
             field("newroom.patient.given", "patient_given_names"),
             field("newroom.patient.birth", "patient_birth_date"),
@@ -74,6 +84,8 @@ class NewRoomView:
         ]
         self._name.visible = model.kind is not RoomKind.DIRECT
         self._patient.visible = model.kind is RoomKind.PATIENT
+        self._name.value = model.name  # choosing a patient names the room
+        self._candidates.controls = [self._candidate(c) for c in model.candidates]
         names = ", ".join(p.name for p in model.picked.values())
         self._picked.value = t("newroom.picked", names=names) if names else ""
         tiles = [self._tile(person) for person in model.results]
@@ -83,6 +95,24 @@ class NewRoomView:
         self._error.value = (t(model.error_key, detail=model.error_detail)
                              if model.error_key else "")
         self._create.disabled = model.busy
+
+    def _candidate(self, candidate: Candidate) -> ft.Control:
+        """Name, birth date, identifiers and where the patient lies: enough to tell apart."""
+        t, who, stay = self._t, candidate.patient, candidate.stay
+        name = " ".join([(who.family or "").upper(), *who.given])
+        about = " · ".join(filter(None, [
+            t("newroom.record.born", date=who.birth_date) if who.birth_date else None,
+            f"INS {who.ins}" if who.ins else None, f"IPP {who.ipp}" if who.ipp else None,
+            ", ".join(filter(None, (stay.ward, stay.bed))) if stay
+            else t("newroom.record.not_admitted")]))
+        chosen = candidate == self._model.chosen
+        return ft.ListTile(
+            leading=ft.Icon(ft.Icons.CHECK_CIRCLE if chosen else ft.Icons.PERSONAL_INJURY,
+                            semantics_label=t("newroom.record.chosen", name=name)
+                            if chosen else name),
+            title=ft.Text(name), subtitle=ft.Text(about), selected=chosen,
+            on_click=lambda _e: self._model.choose_patient(candidate),
+        )
 
     def _tile(self, person: Person) -> ft.Control:
         t = self._t
