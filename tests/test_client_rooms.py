@@ -9,7 +9,7 @@ from datetime import date
 import pytest
 
 from app.client.content import TextContent
-from app.client.engine import CIPHER_SUITE, EngineError
+from app.client.engine import CIPHER_SUITE, Engine, EngineError
 from app.client.events import MessageReceived, RoomChanged, RoomRuleBroken
 from app.client.relay_api import RelayClient
 from crypto import primitives
@@ -205,3 +205,33 @@ async def test_a_device_the_organisation_did_not_attest_is_refused(relay, tmp_pa
     finally:
         for w in (alice, bob, carol):
             await w.engine.stop()
+
+
+@pytest.mark.asyncio
+async def test_retention_erases_what_the_room_no_longer_keeps(relay, tmp_path):
+    """Retention is applied by the engine itself: messages older than the room's period go at
+    start, those of a room that keeps everything stay."""
+    custody = MemoryCustody()
+    alice = await enroll(relay, tmp_path, "alice", custody)
+    bob = await enroll(relay, tmp_path, "bob", custody)
+    try:
+        kept = await alice.engine.create_room(
+            RoomKind.PATIENT, "Sortie", [bob.engine.user_id], retention_days=1
+        )
+        forever = await alice.engine.create_room(RoomKind.GROUP, "Équipe", [bob.engine.user_id])
+        await until(lambda: {r.id for r in bob.engine.rooms()} == {kept, forever})
+        for room_id in (kept, forever):
+            for body in ("ancien", "récent"):
+                await alice.engine.send_text(room_id, body)
+        await until(lambda: all(len(bob.engine.messages(r)) == 2 for r in (kept, forever)))
+        await bob.engine.stop()
+        bob = Watched(Engine.open(tmp_path / "bob", custody))
+        bob.engine._store.db.execute(  # two days ago, as far as Bob's cache knows
+            "UPDATE messages SET server_ts = server_ts - 2 * 86400 WHERE body = 'ancien'"
+        )
+        await bob.engine.start()
+        await until(lambda: [m.body for m in bob.engine.messages(kept)] == ["récent"])
+        assert [m.body for m in bob.engine.messages(forever)] == ["ancien", "récent"]
+    finally:
+        await alice.engine.stop()
+        await bob.engine.stop()

@@ -118,6 +118,7 @@ COMMIT_ATTEMPTS = 5  # a room that changes this often under us is not worth raci
 CATCH_UP_SECONDS = 30.0  # how long a refused commit waits for the commits it missed
 REVOKED_DEVICES = "revoked_devices"  # settings key: device ids the relay's notices named
 RECEIPT_BATCH_SECONDS = 0.05  # a burst of messages received in this time costs one receipt
+RETENTION_SWEEP_SECONDS = 3600.0  # how often rooms' retention periods are applied while online
 
 
 class EngineError(Exception):
@@ -409,6 +410,16 @@ class Engine:
             group = self._group(room.group_id)
             if group is not None and group.active:
                 self._update_if_due(room.id, self._activity.get(room.id, now=time.time()))
+        self._in_background(self._apply_retention())
+
+    async def _apply_retention(self) -> None:
+        """Erase what rooms' retention periods no longer allow (a discharged patient's room,
+        say), at start and then hourly; unsent messages stay whatever their age."""
+        while True:
+            purged = self._store.messages.purge_expired(time.time())
+            if purged:
+                log.info("retention erased %d messages", purged)
+            await asyncio.sleep(RETENTION_SWEEP_SECONDS)
 
     async def stop(self) -> None:
         """Go offline and close the cache; unsent messages and receipts stay in the outbox."""
