@@ -1816,7 +1816,9 @@ def _room_id(group_id: bytes) -> str:
 
 
 def _client_id() -> str:
-    return secrets.token_urlsafe(16)
+    """A message's id: 128 random bits. The "m" keeps it from ever starting with "-", which a
+    command line (``liaison ack ID``) would take for an option."""
+    return "m" + secrets.token_urlsafe(16)
 
 
 def _new_profile(profile_dir: Path) -> None:
