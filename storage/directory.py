@@ -75,6 +75,12 @@ class DirectoryCache:
         ).fetchone()
         return None if row is None else _entry(row)
 
+    def everyone(self) -> list[DirectoryEntry]:
+        """Every cached entry, inactive ones too: a former colleague's old messages still
+        carry their name."""
+        rows = self._db.execute(f"SELECT {_COLUMNS} FROM directory ORDER BY display_name")
+        return [_entry(row) for row in rows]
+
     def search(self, query: str, *, limit: int = 20) -> list[DirectoryEntry]:
         """Active colleagues with a word starting with each query word, sorted by name."""
         words = fold(query)

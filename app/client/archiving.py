@@ -9,8 +9,6 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 
-from fhir.resources.R4B.practitioner import Practitioner
-
 from app.client.content import ArchivedContent, Reference
 from app.client.fhir.archive import (
     RPPS_SYSTEM,
@@ -22,7 +20,6 @@ from app.client.fhir.archive import (
     receipt,
     transaction,
 )
-from app.client.fhir.client import FhirClient
 from app.client.fhir.config import FhirConfig
 from storage.directory import DirectoryEntry
 from storage.messages import Message, MessageKind, MessageRef, NewMessage
@@ -48,6 +45,11 @@ def archived(message: Message, sender: str, document: bytes | None) -> ArchivedM
 
 async def send_to_record(config: FhirConfig, export: Export) -> ArchiveReceipt:
     """Store the export in the record as one transaction; FhirError if it is not stored."""
+    # Imported here: the FHIR models cost the engine's startup half a second otherwise.
+    from fhir.resources.R4B.practitioner import Practitioner
+
+    from app.client.fhir.client import FhirClient
+
     async with FhirClient(config) as fhir:
         if export.author.rpps:
             found = await fhir.search(Practitioner, {

@@ -119,6 +119,7 @@ CATCH_UP_SECONDS = 30.0  # how long a refused commit waits for the commits it mi
 REVOKED_DEVICES = "revoked_devices"  # settings key: device ids the relay's notices named
 RECEIPT_BATCH_SECONDS = 0.05  # a burst of messages received in this time costs one receipt
 RETENTION_SWEEP_SECONDS = 3600.0  # how often rooms' retention periods are applied while online
+DIRECTORY_PAGE = 100  # entries per request of a whole-directory sync
 
 
 class EngineError(Exception):
@@ -565,6 +566,27 @@ class Engine:
         with self._store.db.transaction():
             self._store.directory.save(entries)
         return [entry for entry in entries if entry.active]
+
+    def colleagues(self) -> list[DirectoryEntry]:
+        """The whole directory as last synced, at once and offline: names for bubbles and
+        member lists before the relay answers."""
+        return self._store.directory.everyone()
+
+    async def sync_directory(self) -> list[DirectoryEntry]:
+        """Fetch the whole directory (a hospital's is a few thousand entries at most) and make
+        it the cache: whoever left the relay's directory is forgotten."""
+        if self._relay.token is None:
+            await self._login()
+        entries: list[DirectoryEntry] = []
+        cursor: str | None = None
+        while True:
+            page = await self._relay.directory(limit=DIRECTORY_PAGE, cursor=cursor)
+            entries.extend(_directory_entry(user) for user in page.users)
+            cursor = page.next_cursor
+            if cursor is None:
+                break
+        self._store.directory.replace_all(entries)
+        return entries
 
     def members(self, room_id: str) -> list[Member]:
         return self._store.members.of_room(room_id)

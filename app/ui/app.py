@@ -54,24 +54,33 @@ class AppProcess:
         self._people: People | None = None
         self._opening = asyncio.Lock()
         self._state = State.OFFLINE  # the engine's connection, for windows opened later
+        self._connecting: asyncio.Task[None] | None = None
 
     async def _online(self, engine: Engine) -> None:
-        """Take ``engine`` as the process's, fetch the directory and go online."""
+        """Take ``engine`` as the process's; it goes online while the window shows the cache."""
         async with self._opening:
             if self._engine is not None:  # another window opened it meanwhile
                 await engine.stop()
                 return
-            people = People(engine)
-            try:
-                await people.refresh()
-            except (RelayError, RelayUnavailable) as e:  # names come back when online
-                log.warning("directory unavailable: %s", e)
+            people = People(engine)  # the cached directory: names show at once, offline too
             self._engine, self._people = engine, people
             engine.subscribe(self._track)
-            try:
-                await engine.start()
-            except (RelayError, RelayUnavailable) as e:  # the cache still opens, offline
-                log.warning("relay unavailable, offline: %s", e)
+            self._connecting = asyncio.get_running_loop().create_task(
+                self._connect(engine, people))
+
+    @staticmethod
+    async def _connect(engine: Engine, people: People) -> None:
+        """Log in, open the WebSocket, then sync the directory: nothing here is needed to read
+        the cached rooms, so none of it delays the first window."""
+        try:
+            await engine.start()
+        except (RelayError, RelayUnavailable) as e:  # the cache still opens, offline
+            log.warning("relay unavailable, offline: %s", e)
+            return
+        try:
+            await people.refresh()
+        except (RelayError, RelayUnavailable) as e:  # names come back when online
+            log.warning("directory unavailable: %s", e)
 
     def _track(self, event: Event) -> None:
         if isinstance(event, ConnectionChanged):

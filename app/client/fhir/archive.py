@@ -14,7 +14,6 @@ from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
-from fhir.resources.R4B.bundle import Bundle
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from app.client.fhir import pdf
@@ -201,6 +200,8 @@ def _b64(data: bytes) -> str:
 
 def _validate(bundle: dict[str, Any]) -> None:
     """Refuse, before sending, a Bundle the record would: a bug here, not the user's input."""
+    from fhir.resources.R4B.bundle import Bundle  # here: the engine imports this module
+
     try:
         Bundle.model_validate(bundle)
     except ValidationError as e:

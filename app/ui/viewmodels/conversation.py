@@ -106,6 +106,7 @@ class Conversation(Observable):
         self._messages: list[Message] = []
         self.has_older = False
         self._unsubscribe = engine.subscribe(self._on_event)
+        self._unobserve_people = people.observe(self._changed)  # names synced after opening
         self._load(PAGE)
 
     def _on_event(self, event: Event) -> None:
@@ -317,6 +318,7 @@ class Conversation(Observable):
 
     def close(self) -> None:
         self._unsubscribe()
+        self._unobserve_people()
 
 
 _ROOM_EVENTS = (

@@ -12,16 +12,14 @@ import os
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import date
+from typing import TYPE_CHECKING
 
 from pydantic import ValidationError
 
 from app.client.engine import Engine, EngineError
-from app.client.fhir import FhirClient, FhirConfig, FhirError
+from app.client.fhir import FhirConfig, FhirError
 from app.client.fhir.config import INS_SYSTEM
 from app.client.fhir.environment import config_from_environment
-from app.client.fhir.patients import PatientSummary, Stay, current_stay
-from app.client.patient_rooms import PatientQuery, context
-from app.client.patient_rooms import search as search_record
 from app.client.relay_api import RelayError, RelayUnavailable
 from app.ui.i18n import CATALOGUES
 from app.ui.viewmodels.observable import Observable
@@ -29,6 +27,10 @@ from app.ui.viewmodels.people import People, Person
 from storage.directory import DirectoryEntry
 from storage.rooms import PatientContext, PatientIdentifier, RoomKind
 from storage.text import fold
+
+if TYPE_CHECKING:
+    from app.client.fhir.patients import PatientSummary, Stay
+    from app.client.patient_rooms import PatientQuery
 
 IPP_SYSTEM = "urn:liaison:ipp"  # the hospital's own patient number, until its OID is configured
 MAX_CANDIDATES = 20  # each costs a stay lookup; more means the search must be narrowed
@@ -129,6 +131,8 @@ class NewRoom(Observable):
 
     def _record_query(self) -> PatientQuery:
         """INS first, then IPP, then family name and birth date: the first one typed."""
+        from app.client.patient_rooms import PatientQuery  # see search_patient
+
         birth = self.record_birth_date.strip()
         return PatientQuery(ins=self.record_ins.strip() or None,
                             ipp=self.record_ipp.strip() or None,
@@ -139,6 +143,12 @@ class NewRoom(Observable):
         """The record's patients matching what was typed, each with their current stay."""
         if self.fhir is None:
             return
+        # Imported on the first record search: the FHIR models they load take half a second,
+        # which the app's startup does not wait for.
+        from app.client.fhir.client import FhirClient
+        from app.client.fhir.patients import current_stay
+        from app.client.patient_rooms import search as search_record
+
         try:
             query = self._record_query()
         except ValueError as e:
@@ -194,6 +204,8 @@ class NewRoom(Observable):
         if self.kind is RoomKind.PATIENT and self.fhir is not None:
             if self.chosen is None:
                 return self._fail("newroom.error.record_pick")
+            from app.client.patient_rooms import context  # see search_patient
+
             try:
                 patient = context(self.chosen.patient, self.chosen.stay, self.fhir.ipp_system)
             except FhirError as e:

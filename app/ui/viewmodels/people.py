@@ -1,7 +1,8 @@
 """Who is who: colleagues' names and professions for bubbles and member lists.
 
-Read from the relay's directory with this device's own login until the engine keeps a
-directory cache of its own; ``refresh`` is the one place that changes then.
+Read from the engine's directory cache at once (the app shows the list before the relay
+answers, and offline), then brought up to date by ``refresh``, which tells observers when
+anything changed.
 """
 
 from __future__ import annotations
@@ -9,9 +10,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from app.client.engine import Engine
-from app.client.relay_api import RelayClient
-
-_PAGE = 100
+from app.ui.viewmodels.observable import Observable
+from storage.directory import DirectoryEntry
 
 
 @dataclass(frozen=True, slots=True)
@@ -23,27 +23,23 @@ class Person:
     specialty: str | None = None
 
 
-class People:
+def _person(entry: DirectoryEntry) -> Person:
+    return Person(entry.user_id, entry.display_name, entry.profession, entry.services,
+                  entry.specialty)
+
+
+class People(Observable):
     def __init__(self, engine: Engine) -> None:
+        super().__init__()
         self._engine = engine
-        self._known: dict[str, Person] = {}
+        self._known = {e.user_id: _person(e) for e in engine.colleagues()}
 
     async def refresh(self) -> None:
-        """Fetch the whole directory (a hospital's is a few thousand entries at most)."""
-        account = self._engine.account
-        known: dict[str, Person] = {}
-        async with RelayClient(account.relay_url) as relay:
-            await relay.login(account.device_id, account.signature_private_key)
-            cursor: str | None = None
-            while True:
-                page = await relay.directory(limit=_PAGE, cursor=cursor)
-                for user in page.users:
-                    known[user.id] = Person(user.id, user.display_name, user.profession.value,
-                                            tuple(user.services), user.specialty)
-                cursor = page.next_cursor
-                if cursor is None:
-                    break
-        self._known = known
+        """Sync the whole directory from the relay; observers hear of it if it changed."""
+        known = {e.user_id: _person(e) for e in await self._engine.sync_directory()}
+        if known != self._known:
+            self._known = known
+            self._changed()
 
     def get(self, user_id: str) -> Person:
         """The person, or a placeholder named by the id's start when the directory lacks it."""
