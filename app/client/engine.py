@@ -381,8 +381,11 @@ class Engine:
     async def start(self) -> None:
         """Log in, open the WebSocket, resend whatever the outbox still holds and the commit a
         previous run sent without hearing back, then see to the keys' upkeep. With the relay
-        unreachable the engine starts offline: the connection logs in once it is back."""
+        unreachable the engine starts offline: the connection logs in once it is back.
+        Started already (a linked device goes online for its history), it does nothing."""
         self._usable()
+        if self._connection is not None:
+            return
         token: str | None
         try:
             token = await self._login()

@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
+import platform
 import socket
 import sys
 from pathlib import Path
@@ -19,6 +20,7 @@ import flet as ft
 from app.client.connection import State
 from app.client.engine import Engine
 from app.client.events import ConnectionChanged, Event
+from app.client.linking import LinkRequest
 from app.client.relay_api import RelayError, RelayUnavailable
 from app.ui.conversation_files import remove_uploads, upload_directory
 from app.ui.i18n import Translator
@@ -109,6 +111,10 @@ class AppProcess:
         async def enroll(url: str, code: str) -> Engine:
             return await Engine.enroll(profile.directory, url, code, profile.custody)
 
+        async def link(url: str, device_name: str) -> LinkRequest:
+            return await Engine.link(profile.directory, url, profile.custody,
+                                     device_name=device_name)
+
         def set_pin(engine: Engine, pin: str) -> None:
             profile.pin_lock().enable(engine.device_id, pin)
 
@@ -116,7 +122,8 @@ class AppProcess:
             assert model.engine is not None, "onboarding ends enrolled"
             page.run_task(self._open, page, t, model.engine)
 
-        model = Onboarding(enroll, set_pin, self._relay_url)
+        model = Onboarding(enroll, link, set_pin, self._relay_url,
+                           device_name=platform.node() or "Liaison")
         view = OnboardingView(model, t, page.run_task, enrolled)
         model.observe(page.update)
         page.controls = [view.control]

@@ -28,6 +28,7 @@ from app.ui.viewmodels.connection_banner import ConnectionBanner
 from app.ui.viewmodels.conversation import Conversation
 from app.ui.viewmodels.conversation_list import ConversationList
 from app.ui.viewmodels.newroom import NewRoom
+from app.ui.viewmodels.notifications import NOTICE_SECONDS, Notice, Notifications
 from app.ui.viewmodels.people import People
 from app.ui.viewmodels.room_details import RoomDetails
 from app.ui.viewmodels.settings import Settings, SignOut
@@ -58,6 +59,10 @@ class Shell:
         self._phone = (page.width or PHONE_MAX_WIDTH) < PHONE_MAX_WIDTH
         self._views: list[View] = []
         self._banner.observe(self._redraw_banner)
+        self._notifications = Notifications(engine, self._looking_at)
+        self._shown: Notice | None = None  # the notice on screen, not shown twice
+        self._snack: ft.SnackBar | None = None
+        self._notifications.observe(self._notify)
         t.on_change(self.build)
         page.on_resize = self._resized
         page.on_disconnect = lambda _e: self.close()
@@ -81,7 +86,7 @@ class Shell:
         if self._lock.locked:  # nothing shows before the PIN
             return
         self._lock.touch()
-        page.title = t("app.title")
+        self._notify(update=False)
         page.theme_mode = THEME_MODES[Preferences.load(self._profile.directory).theme]
         for view in self._views:
             view.close()
@@ -178,6 +183,38 @@ class Shell:
         self._views.append(view)
         return view.control
 
+    # -- notices -----------------------------------------------------------------------------
+    def _looking_at(self) -> str | None:
+        """The room this window shows: its messages need no notice (unless locked)."""
+        if self._lock.locked or self._conversation is None or self._overlay is not None:
+            return None
+        return self._conversation.room_id
+
+    def _notify(self, update: bool = True) -> None:
+        """The unread count in the title, and a notice of new messages: how many, urgent or
+        not, and nothing else (it shows over the lock screen too)."""
+        t, page, notifications = self._t, self._page, self._notifications
+        unread = notifications.unread
+        page.title = t("app.title_unread", count=unread) if unread else t("app.title")
+        notice = notifications.notice
+        if notice is not None and notice != self._shown:
+            self._shown = notice
+            if self._snack is not None and self._snack.open:  # replaced, not queued after it
+                self._snack.open = False
+            self._snack = ft.SnackBar(
+                ft.Text(t(notice.text_key, count=notice.count)),
+                action=None if self._lock.locked else t("notice.open"),
+                on_action=lambda _e: self._open_notice(notice),
+                on_dismiss=lambda _e: notifications.dismiss(notice),
+                duration=ft.Duration(milliseconds=int(NOTICE_SECONDS * 1000)))
+            page.show_dialog(self._snack)
+        if update:
+            page.update()
+
+    def _open_notice(self, notice: Notice) -> None:
+        self._tab = CONVERSATIONS
+        self._open(notice.room_id)
+
     def _redraw_banner(self, update: bool = True) -> None:
         self._banner_slot.content = banner(self._banner, self._t)
         if update:
@@ -193,6 +230,9 @@ class Shell:
         self.build()
 
     def _open(self, room_id: str) -> None:
+        notice = self._notifications.notice
+        if notice is not None and notice.room_id == room_id:
+            self._notifications.dismiss()
         if self._conversation is not None:
             self._conversation.close()
         self._overlay = None
@@ -200,6 +240,7 @@ class Shell:
         conversation.observe(lambda: self.run(conversation.mark_read))
         conversation.observe(self._banner.refresh)
         conversation.observe(self._list.refresh)  # own sends and reads raise no engine event
+        conversation.observe(self._notifications.refresh)  # the title's unread count
         self._conversation = conversation
         self.build()
         self.run(conversation.mark_read)
@@ -214,6 +255,6 @@ class Shell:
         self._lock.close()
         for view in self._views:
             view.close()
-        for model in (self._banner, self._list, self._conversation):
+        for model in (self._banner, self._list, self._notifications, self._conversation):
             if model is not None:
                 model.close()

@@ -81,3 +81,16 @@ def test_two_users_exchange_a_message_and_see_it_read(browser, two_apps, tmp_pat
     expect(chloe.get_by_role("textbox", name="Message")).to_have_count(0)
     expect(chloe.get_by_role("tab", name="Réglages")).to_be_visible()  # the navigation bar
     chloe.screenshot(path=str(tmp_path / "chloe-phone.png"))
+
+    # Hélène writes while Chloé looks at the list: a notice tells how many, not what or who.
+    helene.get_by_role("button", name=re.compile("Conversations")).click()
+    type_into(helene, "Message", "Potassium à 6,1 : rappelez-moi.")
+    helene.get_by_role("button", name="Send").click()
+    notice = chloe.get_by_role("group", name="1 nouveau(x) message(s)")
+    expect(notice).to_be_visible(timeout=60_000)
+    # The title counts unread messages: this one and the seeded greeting in Cardiologie.
+    expect(chloe).to_have_title("(2) Liaison")
+    chloe.screenshot(path=str(tmp_path / "chloe-notice.png"))
+    chloe.get_by_role("button", name="Ouvrir").click()
+    expect(chloe.get_by_text(re.compile("Potassium à 6,1"))).to_be_visible(timeout=60_000)
+    expect(chloe).to_have_title("(1) Liaison", timeout=60_000)  # opened, so read

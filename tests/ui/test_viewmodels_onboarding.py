@@ -2,17 +2,27 @@
 
 from __future__ import annotations
 
+import asyncio
+import sqlite3
+from pathlib import Path
+
 import pytest
 from nacl.pwhash import argon2id
 
 from app.client.engine import Engine
+from app.client.events import MessageReceived
+from app.client.linking import LinkRequest
+from app.client.relay_api import RelayError
+from app.ui.viewmodels import onboarding
 from app.ui.viewmodels.connection_banner import ConnectionBanner, Link
 from app.ui.viewmodels.onboarding import Onboarding, Step
 from storage.custody import MemoryCustody
 from storage.custody_accounts import AccountDirectory
 from storage.custody_pin import PinLock
 from storage.rooms import RoomKind
-from tests.engine_support import until
+from tests.engine_support import Watched, enroll, until
+from tests.relay_harness import RelayProcess
+from tests.test_client_linking import _totp
 
 
 @pytest.mark.asyncio
@@ -26,7 +36,7 @@ async def test_onboarding_enrols_shows_totp_and_sets_a_pin(relay, tmp_path):
         enrolled.append(await Engine.enroll(tmp_path / "phone", url, code, custody))
         return enrolled[-1]
 
-    flow = Onboarding(enroll, lambda engine, pin: pins.enable(engine.device_id, pin))
+    flow = Onboarding(enroll, _no_link, lambda engine, pin: pins.enable(engine.device_id, pin))
     changes: list[Step] = []
     flow.observe(lambda: changes.append(flow.step))
     code = relay.invite(relay.add_user("Chloé Bernard", "nurse"))
@@ -60,6 +70,134 @@ async def test_onboarding_enrols_shows_totp_and_sets_a_pin(relay, tmp_path):
     finally:
         for engine in enrolled:
             await engine.stop()
+
+
+async def _no_link(url: str, device_name: str) -> LinkRequest:
+    raise AssertionError("the invite path never links")
+
+
+async def _no_invite(url: str, code: str) -> Engine:
+    raise AssertionError("the link path needs no invite")
+
+
+def _linking(profile: Path, custody: MemoryCustody) -> onboarding.Link:
+    async def link(url: str, device_name: str) -> LinkRequest:
+        return await Engine.link(profile, url, custody, device_name=device_name)
+    return link
+
+
+async def _code_shown(flow: Onboarding) -> asyncio.Task[None]:
+    """The flow's submit_link running, once it shows its code."""
+    waiting = asyncio.create_task(flow.submit_link())
+    await until(lambda: flow.step is Step.LINK_CODE or waiting.done())
+    assert flow.step is Step.LINK_CODE and flow.link_code is not None, flow.error_detail
+    return waiting
+
+
+@pytest.mark.asyncio
+async def test_linking_shows_a_code_then_joins_the_users_rooms_with_their_history(
+        relay, tmp_path):
+    custody = MemoryCustody()
+    alice = await enroll(relay, tmp_path, "alice", custody)
+    pins = PinLock(custody, AccountDirectory(tmp_path / "keys"),
+                   ops=argon2id.OPSLIMIT_MIN, mem=argon2id.MEMLIMIT_MIN, allow_weak=True)
+    flow = Onboarding(_no_invite, _linking(tmp_path / "tablet", custody),
+                      lambda engine, pin: pins.enable(engine.device_id, pin), relay.url,
+                      device_name="Tablette USIC", wait=60)
+    steps: list[Step] = []
+    flow.observe(lambda: steps.append(flow.step))
+    try:
+        room = await alice.engine.create_room(RoomKind.GROUP, "Cardiologie", [])
+        for i in range(5):
+            await alice.engine.send_text(room, f"transmission {i}")
+        await until(lambda: alice.engine.unsent() == 0)
+
+        flow.choose_link()
+        waiting = await _code_shown(flow)
+        assert flow.busy and flow.link_minutes == 10 and flow.engine is None
+        approved = await alice.engine.approve_link(flow.link_code or "", _totp(alice.engine),
+                                                   timeout=60)
+        await asyncio.wait_for(waiting, 90)
+
+        assert (flow.step, flow.error_key, flow.busy) == (Step.PIN, None, False)
+        assert flow.history_count == 5
+        linked = flow.engine
+        assert linked is not None and linked.device_id == approved.device.id
+        assert (linked.user_id, linked.account.device_name) == (alice.engine.user_id,
+                                                                "Tablette USIC")
+        assert [r.id for r in linked.rooms()] == [room]
+        assert [m.body for m in linked.messages(room, limit=10)] == [
+            m.body for m in alice.engine.messages(room, limit=10)]
+        connection = linked._connection
+        await linked.start()  # as the app does: online already, it keeps its one connection
+        assert connection is not None and linked._connection is connection
+        later = await alice.engine.send_text(room, "après la liaison")
+        assert (await Watched(linked).next(MessageReceived, timeout=30)).message.ref == later
+        flow.submit_pin("4821", "4821")
+        assert flow.step is Step.DONE and pins.is_enabled(linked.device_id)
+        assert steps[:4] == [Step.LINK, Step.LINK, Step.LINK_CODE, Step.HISTORY]
+        assert steps[-2:] == [Step.PIN, Step.DONE]
+    finally:
+        for engine in (alice.engine, flow.engine):
+            if engine is not None:
+                await engine.stop()
+
+
+def _expire_links(relay: RelayProcess) -> None:
+    with sqlite3.connect(relay.data / "relay.db") as conn:
+        conn.execute("UPDATE device_links SET expires_at = 0")
+
+
+@pytest.mark.asyncio
+async def test_a_refused_expired_or_cancelled_link_enrols_nothing_and_can_be_retried(
+        relay, tmp_path):
+    custody = MemoryCustody()
+    alice = await enroll(relay, tmp_path, "alice", custody)
+    profile = tmp_path / "tablet"
+    flow = Onboarding(_no_invite, _linking(profile, custody), lambda engine, pin: None,
+                      f"http://127.0.0.1:{relay.port + 1}", device_name="Tablette", wait=2)
+    try:
+        flow.choose_link()
+        await flow.submit_link()  # nothing listens there
+        assert (flow.step, flow.error_key) == (Step.LINK, "onboarding.error.unreachable")
+        flow.relay_url, flow.device_name = relay.url, "  "
+        await flow.submit_link()
+        assert flow.error_key == "onboarding.link.error.device_name"
+
+        # a wrong TOTP code on the other device: no approval, the wait ends, nothing enrolled
+        flow.device_name = "Tablette"
+        waiting = await _code_shown(flow)
+        with pytest.raises(RelayError):
+            await alice.engine.approve_link(flow.link_code or "", "000000", timeout=5)
+        await waiting
+        assert (flow.step, flow.error_key, flow.link_code) == (
+            Step.LINK, "onboarding.link.error.expired", None)
+        assert "in time" in flow.error_detail and not flow.busy
+
+        # the code expired on the relay while shown; the other device can no longer use it
+        waiting = await _code_shown(flow)
+        code = flow.link_code or ""
+        _expire_links(relay)
+        await waiting
+        assert (flow.step, flow.error_key) == (Step.LINK, "onboarding.link.error.expired")
+        assert "expired" in flow.error_detail
+        with pytest.raises(RelayError):
+            await alice.engine.approve_link(code, _totp(alice.engine), timeout=5)
+
+        # cancelled while waiting: back, at once
+        waiting = await _code_shown(flow)
+        flow.cancel_link()
+        assert (flow.step, flow.error_key, flow.link_code, flow.busy) == (
+            Step.LINK, None, None, False)
+        await asyncio.wait_for(waiting, 5)
+        assert (flow.step, flow.error_key) == (Step.LINK, None)  # the wait did not go on
+        flow.choose_invite()
+        assert flow.step is Step.ACCOUNT
+
+        assert flow.engine is None and not (profile / "account").exists()
+        assert [d.id for d in await alice.engine.devices()] == [alice.engine.device_id]
+    finally:
+        await alice.engine.stop()
 
 
 @pytest.mark.asyncio

@@ -2,6 +2,10 @@
 
 MESSAGES: dict[str, str] = {
     "app.title": "Liaison",
+    "app.title_unread": "({count}) Liaison",
+    "notice.new": "{count} new message(s)",
+    "notice.urgent": "Urgent message — {count} new message(s)",
+    "notice.open": "Open",
     "nav.conversations": "Conversations",
     "nav.settings": "Settings",
     "banner.connected": "Connected",
@@ -65,6 +69,27 @@ MESSAGES: dict[str, str] = {
     "onboarding.error.pin_short": "The PIN needs at least 4 digits",
     "onboarding.error.pin_mismatch": "The two PINs differ",
     "onboarding.error.pin_failed": "The PIN could not be set: {detail}",
+    "onboarding.link.choose": "I already use Liaison on another device",
+    "onboarding.link.choose_tip": "Link this device with a code, without an invite",
+    "onboarding.link.title": "Link this device",
+    "onboarding.link.device_name": "Name of this device",
+    "onboarding.link.start": "Show a link code",
+    "onboarding.link.start_tip": "Ask the relay for a short code to approve on your other device",
+    "onboarding.link.invite_instead": "I have an invite code",
+    "onboarding.link.explain": "Open Liaison on your other device, Settings → Link a new device, "
+    "then type this code and your authenticator's code.",
+    "onboarding.link.code": "Link code: {code}",
+    "onboarding.link.expires": "The code is valid for {minutes} minutes, once.",
+    "onboarding.link.waiting": "Waiting for the approval…",
+    "onboarding.link.cancel": "Cancel",
+    "onboarding.link.cancel_tip": "Stop waiting and go back",
+    "onboarding.link.history": "Device linked: receiving your conversations…",
+    "onboarding.link.received": "Device linked: {count} messages received",
+    "onboarding.link.error.device_name": "Give this device a name",
+    "onboarding.link.error.expired": "The code was not approved in time or has expired: "
+    "show a new one ({detail})",
+    "onboarding.link.error.history": "Device linked, but the earlier messages could not be "
+    "received: {detail}",
     "unlock.title": "Liaison is locked",
     "unlock.pin": "Unlock PIN",
     "unlock.submit": "Unlock",

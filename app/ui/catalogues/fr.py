@@ -2,6 +2,10 @@
 
 MESSAGES: dict[str, str] = {
     "app.title": "Liaison",
+    "app.title_unread": "({count}) Liaison",
+    "notice.new": "{count} nouveau(x) message(s)",
+    "notice.urgent": "Message urgent — {count} nouveau(x) message(s)",
+    "notice.open": "Ouvrir",
     "nav.conversations": "Conversations",
     "nav.settings": "Réglages",
     "banner.connected": "Connecté",
@@ -65,6 +69,28 @@ MESSAGES: dict[str, str] = {
     "onboarding.error.pin_short": "Le code doit compter au moins 4 chiffres",
     "onboarding.error.pin_mismatch": "Les deux codes diffèrent",
     "onboarding.error.pin_failed": "Le code n'a pas pu être enregistré : {detail}",
+    "onboarding.link.choose": "J'utilise déjà Liaison sur un autre appareil",
+    "onboarding.link.choose_tip": "Lier cet appareil avec un code, sans invitation",
+    "onboarding.link.title": "Lier cet appareil",
+    "onboarding.link.device_name": "Nom de cet appareil",
+    "onboarding.link.start": "Afficher un code de liaison",
+    "onboarding.link.start_tip": "Demander au relais un code court à approuver sur votre autre "
+    "appareil",
+    "onboarding.link.invite_instead": "J'ai un code d'invitation",
+    "onboarding.link.explain": "Ouvrez Liaison sur votre autre appareil, Réglages → Lier un "
+    "nouvel appareil, puis saisissez ce code et celui de votre application d'authentification.",
+    "onboarding.link.code": "Code de liaison : {code}",
+    "onboarding.link.expires": "Le code est valable {minutes} minutes, une seule fois.",
+    "onboarding.link.waiting": "En attente de l'approbation…",
+    "onboarding.link.cancel": "Annuler",
+    "onboarding.link.cancel_tip": "Arrêter d'attendre et revenir",
+    "onboarding.link.history": "Appareil lié : réception de vos conversations…",
+    "onboarding.link.received": "Appareil lié : {count} messages reçus",
+    "onboarding.link.error.device_name": "Donnez un nom à cet appareil",
+    "onboarding.link.error.expired": "Le code n'a pas été approuvé à temps ou a expiré : "
+    "affichez-en un nouveau ({detail})",
+    "onboarding.link.error.history": "Appareil lié, mais les messages antérieurs n'ont pas pu "
+    "être reçus : {detail}",
     "unlock.title": "Liaison est verrouillé",
     "unlock.pin": "Code de déverrouillage",
     "unlock.submit": "Déverrouiller",
