@@ -116,7 +116,12 @@ class Shell:
                 ],
             )
             body = ft.Row([rail, ft.VerticalDivider(width=1), pane], expand=True)
-        page.controls = [ft.Column([self._banner_slot, body], expand=True)]
+        top: ft.Control = self._banner_slot
+        if self._lock.enabled:  # leaving the ward's desktop, handing the phone over
+            top = ft.Row(spacing=0, controls=[
+                ft.Container(self._banner_slot, expand=True),
+                icon_button(ft.Icons.LOCK, t("lock.now"), lambda _e: self._lock.lock())])
+        page.controls = [ft.Column([top, body], expand=True)]
         page.update()
 
     def _pane(self, list_view: ConversationListView) -> ft.Control:

@@ -38,6 +38,17 @@ def test_onboarding_with_an_invite_then_unlock(browser, relay, tmp_path: Path):
         expect(page.get_by_role("textbox", name="Rechercher une conversation")).to_be_visible(
             timeout=60_000)
         expect(page.get_by_text("Connecté").first).to_be_visible(timeout=30_000)
+
+        # Locked at once (as after the idle time): nothing but the PIN screen shows.
+        page.get_by_role("button", name="Verrouiller maintenant").click()
+        expect(page.get_by_role("textbox", name="Code de déverrouillage")).to_be_visible(
+            timeout=30_000)
+        expect(page.get_by_role("textbox", name="Rechercher une conversation")).to_have_count(0)
+        page.screenshot(path=str(tmp_path / "locked.png"))
+        type_into(page, "Code de déverrouillage", "4821")
+        page.get_by_role("button", name="Déverrouiller").click()
+        expect(page.get_by_role("textbox", name="Rechercher une conversation")).to_be_visible(
+            timeout=60_000)
     finally:
         app.stop()
 

@@ -5,6 +5,7 @@ MESSAGES: dict[str, str] = {
     "app.title_unread": "({count}) Liaison",
     "notice.new": "{count} new message(s)",
     "notice.urgent": "Urgent message — {count} new message(s)",
+    "lock.now": "Lock now",
     "notice.open": "Open",
     "nav.conversations": "Conversations",
     "nav.settings": "Settings",

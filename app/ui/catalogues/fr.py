@@ -5,6 +5,7 @@ MESSAGES: dict[str, str] = {
     "app.title_unread": "({count}) Liaison",
     "notice.new": "{count} nouveau(x) message(s)",
     "notice.urgent": "Message urgent — {count} nouveau(x) message(s)",
+    "lock.now": "Verrouiller maintenant",
     "notice.open": "Ouvrir",
     "nav.conversations": "Conversations",
     "nav.settings": "Réglages",
