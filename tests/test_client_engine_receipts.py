@@ -3,6 +3,8 @@ sender's copy forward, without ever showing as messages."""
 
 from __future__ import annotations
 
+import asyncio
+
 import pytest
 
 from app.client.engine import EngineError
@@ -66,3 +68,34 @@ async def test_delivered_read_and_acknowledged(relay, tmp_path):
     finally:
         await alice.engine.stop()
         await bob.engine.stop()
+
+
+@pytest.mark.asyncio
+async def test_a_large_room_sends_read_receipts_but_no_delivered_ones(relay, tmp_path):
+    custody = MemoryCustody()
+    alice, bob, carla = [await enroll(relay, tmp_path, name, custody)
+                         for name in ("alice", "bob", "carla")]
+    bob.engine.delivered_receipt_devices = 2  # a room of 3 devices counts as large for Bob
+    try:
+        room_id = await alice.engine.create_room(RoomKind.GROUP, "Staff",
+                                                 [bob.engine.user_id, carla.engine.user_id])
+        await bob.next(RoomChanged)
+        await carla.next(RoomChanged)
+        ref = await alice.engine.send_text(room_id, "Staff à 8h30")
+        await bob.next(MessageReceived)
+        await carla.next(MessageReceived)
+        first = await alice.next(ReceiptReceived)
+        assert (first.user_id, first.kind) == (carla.engine.user_id, MessageStatus.DELIVERED)
+
+        await bob.engine.mark_read(room_id, ref)
+        event = await alice.next(ReceiptReceived)
+        assert (event.user_id, event.kind) == (bob.engine.user_id, MessageStatus.READ)
+        await until(lambda: bob.engine.unsent() == 0)
+        await asyncio.sleep(0.2)  # time for a delivered receipt from Bob, had one been sent
+        while not alice.events.empty():
+            late = alice.events.get_nowait()
+            assert not (isinstance(late, ReceiptReceived) and late.user_id == bob.engine.user_id
+                        and late.kind is MessageStatus.DELIVERED)
+    finally:
+        for member in (alice, bob, carla):
+            await member.engine.stop()

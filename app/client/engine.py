@@ -120,6 +120,10 @@ REVOKED_DEVICES = "revoked_devices"  # settings key: device ids the relay's noti
 RECEIPT_BATCH_SECONDS = 0.05  # a burst of messages received in this time costs one receipt
 RETENTION_SWEEP_SECONDS = 3600.0  # how often rooms' retention periods are applied while online
 DIRECTORY_PAGE = 100  # entries per request of a whole-directory sync
+# Above this many devices a room sends no delivered receipts (read and acknowledged ones
+# still): each would be decrypted and stored by every other member, n² work per message for
+# a tick few look at in a ward's room.
+DELIVERED_RECEIPT_MAX_DEVICES = 20
 
 
 class EngineError(Exception):
@@ -195,6 +199,7 @@ class Engine:
         # what send_file accepts, and how transfers ride out lost connections (settable)
         self.max_document_bytes = documents.MAX_DOCUMENT_BYTES
         self.transfer_retry = documents.Retry()
+        self.delivered_receipt_devices = DELIVERED_RECEIPT_MAX_DEVICES
         self._credential = Credential.deserialize(account.credential)
         self._validator = organisation_validator(account.organisation_key)
         self._relay = RelayClient(account.relay_url)
@@ -522,6 +527,10 @@ class Engine:
             if cursor is None or cursor.room_id != room_id:
                 raise EngineError(f"no message {before.client_id} in room {room_id}")
         return self._store.messages.latest(room_id, limit=limit, before=cursor)
+
+    def documents(self, room_id: str, limit: int = 100) -> list[Message]:
+        """The room's last ``limit`` shared documents (recalled ones gone), newest first."""
+        return self._store.messages.documents(room_id, limit=limit)
 
     def versions(self, ref: MessageRef) -> list[Version]:
         """The texts an edited message showed before its current one, oldest first."""
@@ -1641,7 +1650,7 @@ class Engine:
         self._emit(MessageReceived(room, stored))
         if stored.priority is Priority.URGENT and sender_user != self.user_id:
             self._emit(UrgentReceived(room, stored))
-        if sender_user != self.user_id:
+        if sender_user != self.user_id and len(group.members()) <= self.delivered_receipt_devices:
             if not self._delivered:
                 self._in_background(self._send_delivered())
             self._delivered.setdefault(room.id, []).append(stored.ref)
