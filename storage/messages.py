@@ -180,6 +180,14 @@ class MessageStore:
         )
         return newest_first[::-1]
 
+    def documents(self, room_id: str, *, limit: int = 100) -> list[Message]:
+        """The room's last ``limit`` document messages still shared (not recalled), newest
+        first: one query, however many text messages lie between them."""
+        return self._load(
+            "room_id = ? AND kind = ? AND recalled_at IS NULL ORDER BY sort_ts DESC, id DESC"
+            " LIMIT ?", (room_id, MessageKind.DOCUMENT.value, limit),
+        )
+
     def _load(self, condition: str, params: Sequence) -> list[Message]:
         sql = f"SELECT {_COLUMNS} FROM messages WHERE {condition}"
         rows = self._db.execute(sql, params).fetchall()

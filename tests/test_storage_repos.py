@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 import sqlcipher3
 
+from crypto.document import DocumentKey
 from crypto.errors import DecryptError
 from storage.accounts import Account
 from storage.attachments import Attachment
@@ -260,6 +261,36 @@ def test_recall_erases_text_history_attachments_and_unsent_frame(
     (bodies,) = store.db.execute(
         "SELECT count(*) FROM messages WHERE body LIKE '%patient%'").fetchone()
     assert bodies == 0
+
+
+def test_a_rooms_documents_come_newest_first_among_many_texts(store: LocalStore) -> None:
+    def document(client_id: str, file_name: str, at: float, room_id: str = "room-p1") -> Message:
+        attachment = Attachment(blob_id=f"blob-{client_id}", file_name=file_name,
+                                media_type="application/pdf",
+                                key=DocumentKey(bytes(32), bytes(32), 1024))
+        stored = store.messages.add_incoming(replace(
+            text(client_id, None, room_id=room_id, at=at), kind=MessageKind.DOCUMENT,
+            attachments=(attachment,)))
+        assert stored is not None
+        return stored
+
+    store.rooms.save(replace(patient_room(), id="room-s", group_id=b"s"))
+    for i in range(1500):
+        store.messages.add_incoming(text(f"t{i:04}", f"message {i}", at=1000.0 + i))
+    document("d1", "ecg.pdf", at=1100.5)
+    document("d2", "bilan.pdf", at=1800.5)
+    recalled = document("d3", "mauvais-patient.pdf", at=1900.5)
+    store.messages.recall(recalled.ref, recaller_user=USER, at=2000.0)
+    document("d4", "cr-operatoire.pdf", at=2400.5)
+    document("elsewhere", "autre-chambre.pdf", at=3000.0, room_id="room-s")
+
+    found = store.messages.documents("room-p1")
+    assert [m.attachments[0].file_name for m in found] == [
+        "cr-operatoire.pdf", "bilan.pdf", "ecg.pdf"]
+    assert {m.kind for m in found} == {MessageKind.DOCUMENT}
+    assert [m.attachments[0].file_name for m in store.messages.documents("room-p1", limit=2)] \
+        == ["cr-operatoire.pdf", "bilan.pdf"]
+    assert store.messages.documents("room-empty") == []
 
 
 def test_retention_purges_old_messages_but_not_unsent_ones(store: LocalStore) -> None:

@@ -1,6 +1,6 @@
 """New conversation: the room's kind, the colleagues found in the directory, and the fields a
-named or patient room needs (the patient searched in the record when the app has one). Text
-fields live as long as the view, so what is typed survives every redraw."""
+named or patient room needs (the patient's form is patient_form's). Text fields live as long
+as the view, so what is typed survives every redraw."""
 
 from __future__ import annotations
 
@@ -9,7 +9,8 @@ from collections.abc import Callable
 import flet as ft
 
 from app.ui.i18n import Translator
-from app.ui.viewmodels.newroom import Candidate, NewRoom
+from app.ui.patient_form import PatientForm
+from app.ui.viewmodels.newroom import NewRoom
 from app.ui.viewmodels.people import Person
 from app.ui.widgets import icon_button
 from storage.rooms import RoomKind
@@ -30,31 +31,13 @@ class NewRoomView:
     ) -> None:
         self._model, self._t, self._run, self._opened = model, t, run, opened
 
-        def field(label: str, attribute: str) -> ft.TextField:
-            return ft.TextField(label=t(label), dense=True, on_change=lambda e: setattr(
-                model, attribute, e.control.value))
-
         self._search = ft.TextField(
             label=t("newroom.search"), prefix_icon=ft.Icons.PERSON_SEARCH, dense=True,
             on_change=lambda e: run(model.search, e.control.value))
-        self._name = field("newroom.name", "name")
-        self._candidates = ft.Column(spacing=2)
-        self._patient = ft.Column(spacing=4, controls=[
-            ft.Row([ft.Container(field("newroom.record.ins", "record_ins"), expand=True),
-                    ft.Container(field("newroom.record.ipp", "record_ipp"), expand=True)]),
-            ft.Row([ft.Container(field("newroom.record.family", "record_family"), expand=True),
-                    ft.Container(field("newroom.record.birth", "record_birth_date"),
-                                 expand=True)]),
-            ft.Button(t("newroom.record.search"), icon=ft.Icons.SEARCH,
-                      on_click=lambda _e: run(model.search_patient)),
-            self._candidates,
-        ] if model.fhir is not None else [
-            field("newroom.patient.family", "patient_family_name"),
-            field("newroom.patient.given", "patient_given_names"),
-            field("newroom.patient.birth", "patient_birth_date"),
-            ft.Row([ft.Container(field("newroom.patient.ins", "patient_ins"), expand=True),
-                    ft.Container(field("newroom.patient.ipp", "patient_ipp"), expand=True)]),
-        ])
+        self._name = ft.TextField(label=t("newroom.name"), dense=True,
+                                  on_change=lambda e: setattr(model, "name", e.control.value))
+        self._patient = PatientForm(model.picker, t, lambda: run(model.search_patient),
+                                    model.choose_patient)
         self._kinds = ft.Row(wrap=True, spacing=4)
         self._picked = ft.Text(italic=True)
         self._results = ft.ListView(expand=True, spacing=2)
@@ -64,7 +47,7 @@ class NewRoomView:
         self.control = ft.Column(expand=True, controls=[
             ft.Row([icon_button(ft.Icons.ARROW_BACK, t("common.cancel"), lambda _e: cancel()),
                     ft.Text(t("newroom.title"), size=20, weight=ft.FontWeight.BOLD)]),
-            self._kinds, self._name, self._patient, self._search, self._picked,
+            self._kinds, self._name, self._patient.control, self._search, self._picked,
             self._results, self._error, self._create,
         ])
         self.redraw()
@@ -83,9 +66,9 @@ class NewRoomView:
             for kind in RoomKind
         ]
         self._name.visible = model.kind is not RoomKind.DIRECT
-        self._patient.visible = model.kind is RoomKind.PATIENT
+        self._patient.control.visible = model.kind is RoomKind.PATIENT
         self._name.value = model.name  # choosing a patient names the room
-        self._candidates.controls = [self._candidate(c) for c in model.candidates]
+        self._patient.redraw()
         names = ", ".join(p.name for p in model.picked.values())
         self._picked.value = t("newroom.picked", names=names) if names else ""
         tiles = [self._tile(person) for person in model.results]
@@ -95,24 +78,6 @@ class NewRoomView:
         self._error.value = (t(model.error_key, detail=model.error_detail)
                              if model.error_key else "")
         self._create.disabled = model.busy
-
-    def _candidate(self, candidate: Candidate) -> ft.Control:
-        """Name, birth date, identifiers and where the patient lies: enough to tell apart."""
-        t, who, stay = self._t, candidate.patient, candidate.stay
-        name = " ".join([(who.family or "").upper(), *who.given])
-        about = " · ".join(filter(None, [
-            t("newroom.record.born", date=who.birth_date) if who.birth_date else None,
-            f"INS {who.ins}" if who.ins else None, f"IPP {who.ipp}" if who.ipp else None,
-            ", ".join(filter(None, (stay.ward, stay.bed))) if stay
-            else t("newroom.record.not_admitted")]))
-        chosen = candidate == self._model.chosen
-        return ft.ListTile(
-            leading=ft.Icon(ft.Icons.CHECK_CIRCLE if chosen else ft.Icons.PERSONAL_INJURY,
-                            semantics_label=t("newroom.record.chosen", name=name)
-                            if chosen else name),
-            title=ft.Text(name), subtitle=ft.Text(about), selected=chosen,
-            on_click=lambda _e: self._model.choose_patient(candidate),
-        )
 
     def _tile(self, person: Person) -> ft.Control:
         t = self._t

@@ -1,13 +1,16 @@
 """Room details: members with their roles (managed by owners and moderators only), adding
-colleagues, retention, the shared documents, and leaving after a confirmation."""
+colleagues, retention, a patient room's patient (changed or unlinked by owners and moderators
+only), the shared documents, and leaving after a confirmation."""
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 
 import flet as ft
 
+from app.ui.banner_view import patient_banner
 from app.ui.i18n import Translator
+from app.ui.patient_form import PatientForm
 from app.ui.viewmodels.newroom import NewRoom
 from app.ui.viewmodels.room_details import DocumentRow, MemberRow, RoomDetails
 from app.ui.widgets import clock, icon_button, labelled
@@ -32,7 +35,7 @@ class RoomDetailsView:
         update: Callable[[], None],
     ) -> None:
         self._model, self._adding, self._t, self._run = model, adding, t, run
-        self._left = left
+        self._left, self._update = left, update
         adding.choose_kind(RoomKind.GROUP)  # picking several colleagues at once
         self._title = ft.Text(size=20, weight=ft.FontWeight.BOLD)
         self._members_title = ft.Text(size=16)
@@ -49,6 +52,28 @@ class RoomDetailsView:
             options=[ft.DropdownOption(key=str(days or ""), text=_retention(t, days))
                      for days in RETENTION_CHOICES],
             on_select=lambda e: run(model.set_retention, int(e.control.value or 0) or None))
+        self._patient = ft.Container()
+        self._relink_form = PatientForm(model.picker, t, lambda: run(model.search_patient),
+                                        model.choose_patient)
+        self._relink = ft.Column(visible=False, controls=[
+            self._relink_form.control,
+            ft.Row(wrap=True, controls=[
+                ft.Button(t("details.patient.link"), icon=ft.Icons.LINK,
+                          on_click=lambda _e: run(self._change_patient)),
+                ft.TextButton(t("common.cancel"), on_click=lambda _e: self._show_relink(False)),
+            ]),
+        ])
+        self._change = ft.Button(on_click=lambda _e: self._show_relink(True),
+                                 icon=ft.Icons.PERSONAL_INJURY)
+        self._unlink = ft.TextButton(t("details.patient.unlink"), icon=ft.Icons.LINK_OFF,
+                                     on_click=lambda _e: self._confirm(
+                                         t("details.patient.unlink"),
+                                         t("details.patient.unlink_confirm", name=model.name),
+                                         model.unlink_patient))
+        self._patient_section = ft.Column(controls=[
+            ft.Text(t("details.patient"), size=16), self._patient,
+            ft.Row(wrap=True, controls=[self._change, self._unlink]), self._relink,
+        ])
         self._documents = ft.Column(spacing=0)
         self._status = ft.Text()
         self._error = ft.Text(color=ft.Colors.RED)
@@ -56,10 +81,12 @@ class RoomDetailsView:
             ft.Row([icon_button(ft.Icons.ARROW_BACK, t("details.back"), lambda _e: back()),
                     self._title]),
             self._status, self._error, self._members_title, self._members, self._manage,
-            labelled(t("details.retention"), self._retention),
+            labelled(t("details.retention"), self._retention), self._patient_section,
             ft.Text(t("details.documents"), size=16), self._documents,
             ft.Button(t("details.leave"), icon=ft.Icons.LOGOUT, color=ft.Colors.RED,
-                      on_click=lambda _e: self._confirm_leave()),
+                      on_click=lambda _e: self._confirm(
+                          t("details.leave"), t("details.leave_confirm", name=model.name),
+                          model.leave)),
         ])
         self.redraw()
         stop_model = model.observe(lambda: (self.redraw(), update()))
@@ -87,6 +114,15 @@ class RoomDetailsView:
         self._add.disabled = model.busy or not self._adding.picked
         self._retention.value = str(model.retention_days or "")
         self._retention.disabled = not model.can_manage or model.busy
+        self._patient_section.visible = model.kind is RoomKind.PATIENT
+        self._patient.content = (patient_banner(model.patient, t) if model.patient
+                                 else ft.Text(t("details.patient.none"), italic=True))
+        self._change.content = t("details.patient.change" if model.patient
+                                 else "details.patient.choose")
+        self._change.visible = model.can_change_patient and not self._relink.visible
+        self._unlink.visible = model.can_change_patient and model.patient is not None
+        self._relink.visible = self._relink.visible and model.can_change_patient
+        self._relink_form.redraw()
         self._documents.controls = [self._document(row) for row in model.documents] or [
             ft.Text(t("details.no_documents"), italic=True)]
 
@@ -124,19 +160,29 @@ class RoomDetailsView:
             self._search.value = ""
             self._adding.clear()
 
-    def _confirm_leave(self) -> None:
+    def _show_relink(self, shown: bool) -> None:
+        self._relink.visible = shown
+        self.redraw()
+        self._update()  # the view's own state: no model change redraws it
+
+    async def _change_patient(self) -> None:
+        if await self._model.change_patient():
+            self._show_relink(False)
+
+    def _confirm(self, action: str, question: str,
+                 work: Callable[[], Awaitable[bool]]) -> None:
+        """Ask before an action every member feels (leaving, unlinking the patient)."""
         t, page = self._t, ft.context.page
 
-        def answer(leave: bool) -> None:
+        def answer(confirmed: bool) -> None:
             page.pop_dialog()
-            if leave:
-                self._run(self._model.leave)
+            if confirmed:
+                self._run(work)
 
         page.show_dialog(ft.AlertDialog(
-            modal=True, title=ft.Text(t("details.leave")),
-            content=ft.Text(t("details.leave_confirm", name=self._model.name)),
+            modal=True, title=ft.Text(action), content=ft.Text(question),
             actions=[ft.TextButton(t("common.cancel"), on_click=lambda _e: answer(False)),
-                     ft.TextButton(t("details.leave"), on_click=lambda _e: answer(True))],
+                     ft.TextButton(action, on_click=lambda _e: answer(True))],
         ))
 
 

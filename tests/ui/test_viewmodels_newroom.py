@@ -76,14 +76,15 @@ async def test_group_and_patient_rooms_need_what_they_need(relay, tmp_path):
         model.name = "Mme Lefèvre"
         assert await model.create() is None
         assert model.error_key == "newroom.error.patient"
-        model.patient_family_name, model.patient_ins = "Lefèvre", "248037512345678"
-        model.patient_birth_date = "1948-13-40"
+        typed = model.picker
+        typed.patient_family_name, typed.patient_ins = "Lefèvre", "248037512345678"
+        typed.patient_birth_date = "1948-13-40"
         assert await model.create() is None
         assert model.error_key == "newroom.error.patient_invalid"
         assert model.name == "Mme Lefèvre"  # nothing typed is lost
         rooms_before = len(alice.engine.rooms())
         assert rooms_before == 1
-        model.patient_birth_date, model.patient_given_names = "1948-03-02", "Marie Anne"
+        typed.patient_birth_date, typed.patient_given_names = "1948-03-02", "Marie Anne"
         patient_id = await model.create()
         assert patient_id is not None
         patient = alice.engine.room_state(patient_id).patient

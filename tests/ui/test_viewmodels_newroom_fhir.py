@@ -44,23 +44,23 @@ async def test_a_patient_found_by_ins_makes_a_room_every_member_sees(relay, fhir
         assert await model.create() is None  # no patient chosen yet
         assert model.error_key == "newroom.error.record_pick"
 
-        model.record_ins = ins
+        model.picker.record_ins = ins
         await model.search_patient()
         assert model.error_key is None
-        [candidate] = model.candidates
+        [candidate] = model.picker.candidates
         assert (candidate.patient.family, candidate.patient.ins, candidate.patient.birth_date) \
             == (family, ins, "1948-09-12")
         assert candidate.stay is not None
         assert (candidate.stay.ward, candidate.stay.bed) == ("Cardiologie — USIC", "Lit 12-B")
         view = NewRoomView(model, Translator("en"), lambda *_a: None, lambda _r: None,
                            lambda: None, lambda: None)
-        [tile] = view._candidates.controls
+        [tile] = view._patient.candidates.controls
         assert isinstance(tile, ft.ListTile) and isinstance(tile.subtitle, ft.Text)
         assert tile.subtitle.value == (f"born 1948-09-12 · INS {ins} · Cardiologie — USIC, "
                                        "Lit 12-B")
         model.choose_patient(candidate)
         assert model.name == f"{family.upper()} Hélène"
-        assert view._name.value == model.name and view._candidates.controls[0].selected
+        assert view._name.value == model.name and view._patient.candidates.controls[0].selected
         view.close()
         room_id = await model.create()
         assert room_id is not None, (model.error_key, model.error_detail)
@@ -84,23 +84,23 @@ async def test_nobody_found_and_an_unreachable_record_say_so_and_keep_the_input(
     alice = await enroll(relay, tmp_path, "Alice Martin", MemoryCustody())
     try:
         model = NewRoom(alice.engine, People(alice.engine), environment(fhir_base))
-        model.record_family, model.record_birth_date = "Personne-" + unique_digits(6), \
-            "1970-01-01"
+        model.picker.record_family = "Personne-" + unique_digits(6)
+        model.picker.record_birth_date = "1970-01-01"
         await model.search_patient()
-        assert (model.error_key, model.candidates) == ("newroom.error.record_none", [])
+        assert (model.error_key, model.picker.candidates) == ("newroom.error.record_none", [])
 
-        model.record_birth_date = "1970-13-01"  # not a date: said before asking the record
+        model.picker.record_birth_date = "1970-13-01"  # not a date: said before the record
         await model.search_patient()
         assert model.error_key == "newroom.error.record_query"
 
         nowhere = f"http://127.0.0.1:{free_port()}/fhir"  # nothing listens there
         offline = NewRoom(alice.engine, People(alice.engine), environment(nowhere))
         offline.choose_kind(RoomKind.PATIENT)
-        offline.name, offline.record_ins = "USIC lit 12", "248091234567801"
+        offline.name, offline.picker.record_ins = "USIC lit 12", "248091234567801"
         await offline.search_patient()
         assert offline.error_key == "newroom.error.record"
         assert offline.error_detail  # what failed, for the message
-        assert (offline.name, offline.record_ins, offline.busy) == (
+        assert (offline.name, offline.picker.record_ins, offline.busy) == (
             "USIC lit 12", "248091234567801", False)
         assert await offline.create() is None  # nothing chosen: no room made
         assert alice.engine.rooms() == []

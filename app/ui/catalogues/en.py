@@ -172,6 +172,14 @@ MESSAGES: dict[str, str] = {
     "details.leave_confirm": "Leave “{name}”? You will no longer receive its messages and its "
     "history will be erased from this device.",
     "details.error": "Action refused: {detail}",
+    "details.patient": "Patient",
+    "details.patient.none": "No patient linked",
+    "details.patient.change": "Change the patient",
+    "details.patient.choose": "Link a patient",
+    "details.patient.link": "Link to this patient",
+    "details.patient.unlink": "Unlink the patient",
+    "details.patient.unlink_confirm": "Unlink “{name}” from its patient? Every member's banner "
+    "will stop showing them.",
     "role.owner": "Owner",
     "role.admin": "Moderator",
     "role.member": "Member",

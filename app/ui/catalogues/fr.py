@@ -173,6 +173,14 @@ MESSAGES: dict[str, str] = {
     "details.leave_confirm": "Quitter « {name} » ? Vous n'en recevrez plus les messages et son "
     "historique sera effacé de cet appareil.",
     "details.error": "Action refusée : {detail}",
+    "details.patient": "Patient",
+    "details.patient.none": "Aucun patient lié",
+    "details.patient.change": "Changer de patient",
+    "details.patient.choose": "Lier un patient",
+    "details.patient.link": "Lier à ce patient",
+    "details.patient.unlink": "Délier le patient",
+    "details.patient.unlink_confirm": "Délier « {name} » de son patient ? Le bandeau patient "
+    "disparaîtra chez tous les membres.",
     "role.owner": "Propriétaire",
     "role.admin": "Modérateur·rice",
     "role.member": "Membre",

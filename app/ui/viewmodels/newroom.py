@@ -2,55 +2,29 @@
 
 One person picked makes a direct room (the existing one when there is already one with that
 person); several make a group; a service, patient or project room takes a name, and a patient
-room its patient: found in the hospital's record (INS, IPP, or family name and birth date)
-when the app has a FHIR configuration, typed by hand otherwise.
+room its patient (``picker``: found in the hospital's record or typed, see patient_picker).
 """
 
 from __future__ import annotations
 
 import os
 from collections.abc import Mapping
-from dataclasses import dataclass
-from datetime import date
-from typing import TYPE_CHECKING
-
-from pydantic import ValidationError
 
 from app.client.engine import Engine, EngineError
-from app.client.fhir import FhirConfig, FhirError
-from app.client.fhir.config import INS_SYSTEM
-from app.client.fhir.environment import config_from_environment
 from app.client.relay_api import RelayError, RelayUnavailable
 from app.ui.i18n import CATALOGUES
 from app.ui.viewmodels.observable import Observable
+from app.ui.viewmodels.patient_picker import Candidate, PatientError, PatientPicker
 from app.ui.viewmodels.people import People, Person
 from storage.directory import DirectoryEntry
-from storage.rooms import PatientContext, PatientIdentifier, RoomKind
+from storage.rooms import PatientContext, RoomKind
 from storage.text import fold
-
-if TYPE_CHECKING:
-    from app.client.fhir.patients import PatientSummary, Stay
-    from app.client.patient_rooms import PatientQuery
-
-IPP_SYSTEM = "urn:liaison:ipp"  # the hospital's own patient number, until its OID is configured
-MAX_CANDIDATES = 20  # each costs a stay lookup; more means the search must be narrowed
-
-
-@dataclass(frozen=True)
-class Candidate:
-    """A patient the record search found, with their current stay (None when not admitted)."""
-
-    patient: PatientSummary
-    stay: Stay | None
 
 
 class NewRoom(Observable):
     """``results`` of the last search, the ``picked`` colleagues, the room's ``kind`` and
-    fields; ``error_key`` (a catalogue key) when the last action failed, nothing typed lost.
-
-    ``fhir`` is the record's configuration, from the environment (``LIAISON_FHIR_*``): with
-    it a patient room's patient is searched for (``record_*`` fields, ``candidates``) and
-    ``chosen``; without it, typed (``patient_*`` fields)."""
+    fields, and a patient room's patient (``picker``); ``error_key`` (a catalogue key) when
+    the last action failed, nothing typed lost."""
 
     def __init__(self, engine: Engine, people: People,
                  environ: Mapping[str, str] = os.environ) -> None:
@@ -61,25 +35,12 @@ class NewRoom(Observable):
         self.picked: dict[str, Person] = {}
         self.kind = RoomKind.DIRECT
         self.name = ""
-        self.patient_family_name = ""
-        self.patient_given_names = ""
-        self.patient_birth_date = ""  # ISO 8601, as the date field gives it
-        self.patient_ins = ""
-        self.patient_ipp = ""
-        self.record_ins = ""
-        self.record_ipp = ""
-        self.record_family = ""
-        self.record_birth_date = ""  # ISO 8601
-        self.candidates: list[Candidate] = []
-        self.chosen: Candidate | None = None
+        self.picker = PatientPicker(environ)
         self.error_key: str | None = None
         self.error_detail = ""
         self.busy = False
-        try:
-            self.fhir: FhirConfig | None = config_from_environment(environ)
-        except ValueError as e:  # shown, and the typed form stays usable
-            self.fhir = None
-            self.error_key, self.error_detail = "newroom.error.record_config", str(e)
+        if self.picker.config_error is not None:  # shown, and the typed form stays usable
+            self._fail(self.picker.config_error.key, self.picker.config_error.detail)
 
     def _fail(self, key: str, detail: str = "") -> None:
         self.error_key, self.error_detail, self.busy = key, detail, False
@@ -129,65 +90,24 @@ class NewRoom(Observable):
             self.picked[entry.user_id] = entry
         self._changed()
 
-    def _record_query(self) -> PatientQuery:
-        """INS first, then IPP, then family name and birth date: the first one typed."""
-        from app.client.patient_rooms import PatientQuery  # see search_patient
-
-        birth = self.record_birth_date.strip()
-        return PatientQuery(ins=self.record_ins.strip() or None,
-                            ipp=self.record_ipp.strip() or None,
-                            family=self.record_family.strip() or None,
-                            birth_date=date.fromisoformat(birth) if birth else None)
-
     async def search_patient(self) -> None:
-        """The record's patients matching what was typed, each with their current stay."""
-        if self.fhir is None:
-            return
-        # Imported on the first record search: the FHIR models they load take half a second,
-        # which the app's startup does not wait for.
-        from app.client.fhir.client import FhirClient
-        from app.client.fhir.patients import current_stay
-        from app.client.patient_rooms import search as search_record
-
-        try:
-            query = self._record_query()
-        except ValueError as e:
-            return self._fail("newroom.error.record_query", str(e))
-        self.busy, self.error_key, self.candidates, self.chosen = True, None, [], None
+        """The record's patients matching what was typed (``picker.candidates``)."""
+        self.busy, self.error_key = True, None
         self._changed()
         try:
-            async with FhirClient(self.fhir) as fhir:
-                found = await search_record(fhir, query)
-                if len(found) > MAX_CANDIDATES:
-                    return self._fail("newroom.error.record_many", str(len(found)))
-                self.candidates = [Candidate(p, await current_stay(fhir, p.id)) for p in found]
-        except FhirError as e:
-            self.candidates = []
-            return self._fail("newroom.error.record", str(e))
-        if not self.candidates:
-            return self._fail("newroom.error.record_none")
+            await self.picker.search()
+        except PatientError as e:
+            return self._fail(e.key, e.detail)
         self.busy = False
         self._changed()
 
     def choose_patient(self, candidate: Candidate) -> None:
         """The room's patient; their name names the room unless one was typed."""
-        self.chosen = candidate
+        self.picker.choose(candidate)
         if not self.name.strip():
             who = candidate.patient
             self.name = " ".join([(who.family or "").upper(), *who.given]).strip()
         self._changed()
-
-    def _patient(self) -> PatientContext:
-        identifiers = [PatientIdentifier(system=system, value=value.strip())
-                       for system, value in ((INS_SYSTEM, self.patient_ins),
-                                             (IPP_SYSTEM, self.patient_ipp)) if value.strip()]
-        birth = self.patient_birth_date.strip()
-        return PatientContext(
-            identifiers=tuple(identifiers),
-            family_name=self.patient_family_name.strip().upper(),
-            given_names=tuple(self.patient_given_names.split()),
-            birth_date=date.fromisoformat(birth) if birth else None,
-        )
 
     def _existing_direct(self, user_id: str) -> str | None:
         mine = {self._engine.user_id, user_id}
@@ -201,23 +121,11 @@ class NewRoom(Observable):
         """The room's id once created (or found, for a direct room); None with ``error_key``."""
         members = list(self.picked)
         patient: PatientContext | None = None
-        if self.kind is RoomKind.PATIENT and self.fhir is not None:
-            if self.chosen is None:
-                return self._fail("newroom.error.record_pick")
-            from app.client.patient_rooms import context  # see search_patient
-
+        if self.kind is RoomKind.PATIENT:
             try:
-                patient = context(self.chosen.patient, self.chosen.stay, self.fhir.ipp_system)
-            except FhirError as e:
-                return self._fail("newroom.error.record", str(e))
-        elif self.kind is RoomKind.PATIENT:
-            if not self.patient_family_name.strip() or not (
-                    self.patient_ins.strip() or self.patient_ipp.strip()):
-                return self._fail("newroom.error.patient")
-            try:
-                patient = self._patient()
-            except (ValueError, ValidationError) as e:
-                return self._fail("newroom.error.patient_invalid", str(e))
+                patient = self.picker.context()
+            except PatientError as e:
+                return self._fail(e.key, e.detail)
         if self.kind is RoomKind.DIRECT:
             if len(members) != 1:
                 return self._fail("newroom.error.pick_one")
