@@ -74,6 +74,7 @@ def serve(data_dir: Path, passphrase: bytes, *, host: str = "127.0.0.1", port: i
     uv = uvicorn.Config(
         app, host=host, port=port, log_config=_log_config(data),
         ws_max_size=config.max_frame_bytes, ws_ping_interval=20.0, ws_ping_timeout=20.0,
+        ws_per_message_deflate=False,  # frames carry ciphertext: deflate costs CPU, saves little
         ssl_certfile=str(tls_cert) if tls_cert else None,
         ssl_keyfile=str(tls_key) if tls_key else None,
         timeout_graceful_shutdown=10, server_header=False,

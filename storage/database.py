@@ -12,6 +12,8 @@ of interleaving transactions.
 
 from __future__ import annotations
 
+import os
+import threading
 from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
@@ -96,6 +98,9 @@ class Database:
         self._connection = connection
         self._path = path
         self._depth = 0
+        self.lazy_commits = 0  # commits made without their own fsync, ever (compare, not reset)
+        self._wal: int | None = None  # a descriptor of the write-ahead log, for ``sync``
+        self._wal_lock = threading.Lock()
 
     @classmethod
     def open(cls, path: Path, key: bytes, *, create: bool = False) -> Database:
@@ -147,6 +152,7 @@ class Database:
         lazy = depth == 0 and not durable
         if lazy:
             self.execute("PRAGMA synchronous = NORMAL")
+            self.lazy_commits += 1
         savepoint = f"sp{depth}"
         try:
             self.execute("BEGIN IMMEDIATE" if depth == 0 else f"SAVEPOINT {savepoint}")
@@ -188,5 +194,30 @@ class Database:
             return [str(exc)]
         return [row[0] for row in rows if row[0] != "ok"]
 
+    def sync(self) -> None:
+        """Make every commit so far durable, those without their own fsync included: one
+        fsync of the write-ahead log, where their frames wait (a checkpoint syncs what it
+        moves out of it). It does not touch the connection, so it may run in another thread
+        while commits go on: the engine's group commit makes one fsync serve every message
+        sealed meanwhile."""
+        wal = self._path.with_name(self._path.name + "-wal")
+        with self._wal_lock:
+            try:
+                if self._wal is None or os.fstat(self._wal).st_ino != os.stat(wal).st_ino:
+                    self._close_wal()
+                    # Kept open: closing a descriptor drops the process's POSIX locks on the
+                    # file, which SQLite would not know of.
+                    self._wal = os.open(wal, os.O_RDWR)
+            except FileNotFoundError:
+                return  # no log: everything is in the main file, synced by the checkpoint
+            os.fsync(self._wal)
+
+    def _close_wal(self) -> None:
+        if self._wal is not None:
+            os.close(self._wal)
+            self._wal = None
+
     def close(self) -> None:
         self._connection.close()
+        with self._wal_lock:
+            self._close_wal()

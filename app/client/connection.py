@@ -213,7 +213,8 @@ class Connection:
         try:
             async with websockets.connect(
                     self._url, additional_headers={"authorization": f"Bearer {self._token}"},
-                    open_timeout=self._open_timeout, max_size=self._max_size) as ws:
+                    open_timeout=self._open_timeout, max_size=self._max_size,
+                    compression=None) as ws:  # ciphertext: deflate costs CPU, saves little
                 self._ws = ws
                 self._set_state(State.CONNECTED)
                 await self._write(self.protocol.resend())

@@ -59,6 +59,7 @@ from app.client.events import (
 )
 from app.client.fhir.archive import ArchiveReceipt, Export
 from app.client.fhir.config import FhirConfig
+from app.client.group_commit import GroupCommit
 from app.client.maintenance import (
     MaintenancePolicy,
     key_packages_missing,
@@ -199,6 +200,7 @@ class Engine:
         # what send_file accepts, and how transfers ride out lost connections (settable)
         self.max_document_bytes = documents.MAX_DOCUMENT_BYTES
         self.transfer_retry = documents.Retry()
+        self._group_commit = GroupCommit(store.db)
         self.delivered_receipt_devices = DELIVERED_RECEIPT_MAX_DEVICES
         self._credential = Credential.deserialize(account.credential)
         self._validator = organisation_validator(account.organisation_key)
@@ -409,6 +411,8 @@ class Engine:
             on_state=self._on_state,
             refresh_token=self._login,
         )
+        # A previous run's commits may still wait for their fsync (see GroupCommit).
+        await asyncio.to_thread(self._store.db.sync)
         for entry in self._store.outbox.due(time.time()):
             await self._connection.send(fr.CLIENT_FRAME.validate_json(entry.envelope.frame))
         for record in self._pending_commits.all():
@@ -1199,8 +1203,8 @@ class Engine:
             group_id=group.group_id,
             frame=frame.model_dump_json(exclude_none=True).encode(),
         )
-        try:
-            with self._store.db.transaction():
+        try:  # durable before it is sent: see _send
+            with self._store.db.transaction(durable=False):
                 self._save_group(group)
                 activity = self._activity.count(_room_id(group.group_id), now=time.time())
                 if message is None:
@@ -1214,8 +1218,9 @@ class Engine:
         return frame
 
     async def _send(self, frame: fr.Send) -> None:
-        """Send a frame already in the outbox; offline, ``start`` sends it."""
+        """Send a frame already in the outbox, once durable; offline, ``start`` sends it."""
         if self._connection is not None:
+            await self._group_commit.durable()
             await self._connection.send(frame)
 
     # -- documents ---------------------------------------------------------------------------
@@ -1391,16 +1396,16 @@ class Engine:
 
     async def _drain(self) -> None:
         """Handle the queued frames in order, in one transaction, then acknowledge the
-        deliveries: stored before acknowledged, as one at a time, for one fsync. Accepted
-        frames only drop outbox rows, whose loss the relay's deduplication of a resend by
-        client id makes harmless: without deliveries, no fsync of their own."""
+        deliveries once durable: stored before acknowledged, as one at a time, for one fsync
+        shared with the messages sealed meanwhile (GroupCommit). Accepted frames only drop
+        outbox rows, whose loss the relay's deduplication of a resend by client id makes
+        harmless: they need no fsync."""
         frames, self._inbound = self._inbound, []
         if not frames:
             return
         batch = self._batch = _Batch()
-        durable = any(isinstance(frame, fr.Deliver) for frame in frames)
         try:
-            with self._store.db.transaction(durable=durable):
+            with self._store.db.transaction(durable=False):
                 for frame in frames:
                     if isinstance(frame, fr.Deliver):
                         self._receive(frame.envelope)
@@ -1417,9 +1422,10 @@ class Engine:
             raise
         finally:
             self._batch = None
-        for event in batch.events:
+        for event in batch.events:  # committed: shown now, acknowledged once durable
             self._emit(event)
         if batch.seqs and self._connection is not None:
+            await self._group_commit.durable()
             await self._connection.ack(batch.seqs)
 
     def _accepted(self, frame: fr.Accepted, batch: _Batch) -> None:
@@ -1461,6 +1467,7 @@ class Engine:
         await asyncio.sleep(delay)
         entry = self._store.outbox.get(client_id)
         if entry is not None and self._connection is not None:  # not accepted meanwhile
+            await self._group_commit.durable()
             await self._connection.send(fr.CLIENT_FRAME.validate_json(entry.envelope.frame))
 
     def _receive(self, envelope: fr.Envelope) -> None:
