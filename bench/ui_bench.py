@@ -10,7 +10,9 @@ relay; the app cannot tell the difference). The relay keeps running, as a hospit
 Then, three times each: the app process is started (`python -m app --web`) and Debian's
 Chromium, driven by Playwright, opens it until the conversation list shows its rooms (target
 ≤ 3 s); and the view-model part alone (opening the profile, the conversation list, the
-busiest room's conversation) is timed in this process.
+busiest room's conversation) is timed in this process. A one-button Flet app
+(bench/flet_minimal.py) started the same way gives the floor: what Flet's web renderer and
+Chromium take on this machine before any of Liaison runs.
 """
 
 from __future__ import annotations
@@ -42,6 +44,7 @@ from storage.messages import MessageRef, NewMessage
 CHROMIUM = "/usr/bin/chromium"
 ROOM_SHOWN = ROOMS[0][1]  # a room the list must show for the app to count as usable
 BATCH = 500
+MINIMAL = Path(__file__).resolve().parent / "flet_minimal.py"
 
 
 async def seed(demo: Demo, count: int) -> str:
@@ -71,15 +74,17 @@ def _listening(port: int) -> bool:
         return False
 
 
-def app_startup(browser, root: Path) -> tuple[float, float, float]:  # type: ignore[no-untyped-def]
-    """Seconds from starting the app process to: its web server listening, Flutter's page
-    loaded in Chromium, the conversation list shown."""
+def app_startup(browser, root: Path, command: list[str] | None = None,  # type: ignore[no-untyped-def]
+                button: str = ROOM_SHOWN) -> tuple[float, float, float]:
+    """Seconds from starting the app process (or ``command`` + port) to: its web server
+    listening, Flutter's page loaded in Chromium, the conversation list (``button``) shown."""
     port = free_port()
     environment = {**os.environ, DATA_ENV: str(root), "LANG": "fr_FR.UTF-8"}
     environment.pop("DISPLAY", None)
     started = time.perf_counter()
-    proc = subprocess.Popen([sys.executable, "-m", "app", "--web", "--port", str(port)],
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    argv = [*command, str(port)] if command else [
+        sys.executable, "-m", "app", "--web", "--port", str(port)]
+    proc = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
                             env=environment)
     try:
         while not _listening(port):
@@ -92,8 +97,7 @@ def app_startup(browser, root: Path) -> tuple[float, float, float]:  # type: ign
         page.wait_for_selector("flt-semantics-placeholder", state="attached", timeout=60_000)
         loaded = time.perf_counter() - started
         page.dispatch_event("flt-semantics-placeholder", "click")
-        page.get_by_role("button", name=re.compile(re.escape(ROOM_SHOWN))).wait_for(
-            timeout=60_000)
+        page.get_by_role("button", name=re.compile(re.escape(button))).wait_for(timeout=60_000)
         shown = time.perf_counter() - started
         page.close()
         return serving, loaded, shown
@@ -140,11 +144,17 @@ def main() -> None:
                 browser = p.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox"])
                 serving, loaded, shown = zip(*(app_startup(browser, root)
                                                for _ in range(args.runs)), strict=True)
+                minimal = [app_startup(browser, root, [sys.executable, str(MINIMAL)],
+                                       "Liaison")[2] for _ in range(args.runs)]
                 browser.close()
             print(f"figure: ui_startup_to_web_server = {statistics.median(serving):.2f} s")
             print(f"figure: ui_startup_to_page_loaded = {statistics.median(loaded):.2f} s")
             print(f"figure: ui_startup_to_conversation_list = {statistics.median(shown):.2f} s"
                   f" (median of {args.runs}; target ≤ 3 s)")
+            print(f"figure: ui_flet_minimal_app_startup = {statistics.median(minimal):.2f} s"
+                  " (one button, same procedure: Flet and Chromium alone)")
+            print(f"figure: ui_startup_over_minimal = "
+                  f"{statistics.median(shown) / statistics.median(minimal):.2f} x")
         finally:
             demo.stop()
 
