@@ -18,7 +18,7 @@ $(STAMP): pyproject.toml
 	@touch $@
 
 test: install
-	$(PY) -m pytest
+	$(PY) -m pytest -n auto --dist worksteal
 
 # The app on a local demonstration relay (seeded on first run), signed in as a physician;
 # run-second opens another instance as a nurse, to chat between the two. ARGS passes options
