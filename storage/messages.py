@@ -73,6 +73,7 @@ class Version:
 
 
 _NEW_FIELDS = tuple(f.name for f in fields(NewMessage))
+_BURST_SECONDS = 600.0  # how far back set_server_ts looks for pending messages to move
 _COLUMNS = (
     "id, sender_device, client_id, room_id, sender_user, body, local_ts, server_ts, kind,"
     " priority, status, reply_to_device, reply_to_client, edited_at, recalled_at"
@@ -202,10 +203,22 @@ class MessageStore:
 
     def set_server_ts(self, ref: MessageRef, server_ts: float) -> None:
         """One's own message, accepted by the relay, takes the relay's time: every device then
-        orders the room's messages alike."""
-        self._db.execute(
-            "UPDATE messages SET server_ts = ? WHERE sender_device = ? AND client_id = ?",
+        orders the room's messages alike. The device's messages of the room still pending
+        and written before that time move just after it: sent in a burst, the next one was
+        written before the relay took this one, and must not show above it meanwhile."""
+        row = self._db.execute(
+            "UPDATE messages SET server_ts = ? WHERE sender_device = ? AND client_id = ?"
+            " RETURNING room_id",
             (server_ts, ref.sender_device, ref.client_id),
+        ).fetchone()
+        if row is None:
+            return
+        # Same time, later row id: still in the order written. Bounded to the last minutes
+        # so that the timeline index serves it: a burst, not a backlog.
+        self._db.execute(
+            "UPDATE messages SET local_ts = ?1 WHERE room_id = ?2 AND sort_ts >= ?1 - ?3"
+            " AND sort_ts < ?1 AND server_ts IS NULL AND sender_device = ?4",
+            (server_ts, row[0], _BURST_SECONDS, ref.sender_device),
         )
 
     def mark_read(self, room_id: str, upto: Message, *, reader_user: str) -> list[MessageRef]:

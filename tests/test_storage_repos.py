@@ -162,6 +162,26 @@ def test_outgoing_message_and_outbox_row_are_written_together(store: LocalStore)
         store.messages.add_outgoing(text("c3", "x"), envelope("c4"))
 
 
+def test_pending_messages_of_a_burst_stay_after_the_ones_the_relay_took(store: LocalStore
+                                                                        ) -> None:
+    def pending(client_id: str, at: float) -> None:
+        message = replace(text(client_id, client_id, at=at), server_ts=None)
+        store.messages.add_outgoing(message, envelope(client_id))
+
+    pending("old", 100.0)  # written long before: a backlog, left where it is
+    store.messages.add_incoming(text("theirs", "theirs", at=1_000.0, device="dev-bob"))
+    pending("first", 1_000.5)
+    pending("second", 1_000.6)
+    pending("third", 1_000.7)
+    store.messages.set_server_ts(MessageRef(DEVICE, "first"), 1_000.9)  # taken after the rest
+    order = [m.ref.client_id for m in store.messages.latest("room-p1", limit=10)]
+    assert order == ["old", "theirs", "first", "second", "third"]
+    store.messages.set_server_ts(MessageRef(DEVICE, "third"), 1_001.0)  # the relay's order
+    store.messages.set_server_ts(MessageRef(DEVICE, "second"), 1_001.1)
+    order = [m.ref.client_id for m in store.messages.latest("room-p1", limit=10)]
+    assert order == ["old", "theirs", "first", "third", "second"]
+
+
 def test_outbox_accepts_retries_and_marks_sent(store: LocalStore) -> None:
     stored = store.messages.add_outgoing(text("c1", "Bonjour", at=10.0), envelope("c1"))
     store.outbox.enqueue(envelope("receipt-1"), now=11.0)
