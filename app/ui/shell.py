@@ -63,6 +63,7 @@ class Shell:
         self._shown: Notice | None = None  # the notice on screen, not shown twice
         self._snack: ft.SnackBar | None = None
         self._notifications.observe(self._notify)
+        self._list.observe(lambda: self._notify(update=False))  # the title; the list's view
         t.on_change(self.build)
         page.on_resize = self._resized
         page.on_disconnect = lambda _e: self.close()
@@ -199,7 +200,7 @@ class Shell:
         """The unread count in the title, and a notice of new messages: how many, urgent or
         not, and nothing else (it shows over the lock screen too)."""
         t, page, notifications = self._t, self._page, self._notifications
-        unread = notifications.unread
+        unread = self._list.unread
         page.title = t("app.title_unread", count=unread) if unread else t("app.title")
         notice = notifications.notice
         if notice is not None and notice != self._shown:
@@ -245,7 +246,6 @@ class Shell:
         conversation.observe(lambda: self.run(conversation.mark_read))
         conversation.observe(self._banner.refresh)
         conversation.observe(self._list.refresh)  # own sends and reads raise no engine event
-        conversation.observe(self._notifications.refresh)  # the title's unread count
         self._conversation = conversation
         self.build()
         self.run(conversation.mark_read)

@@ -6,6 +6,7 @@ from __future__ import annotations
 import pytest
 
 from app.client.events import MessageReceived, MessageSent, RoomChanged
+from app.ui.viewmodels.conversation_list import ConversationList
 from app.ui.viewmodels.notifications import Notifications
 from storage.custody import MemoryCustody
 from storage.rooms import RoomKind
@@ -24,7 +25,8 @@ async def test_a_notice_counts_new_messages_and_tells_nothing_else(relay, tmp_pa
     now = [0.0]
     notifications = Notifications(bob.engine, lambda: shown[0], lasts=8.0,
                                   clock=lambda: now[0])
-    assert notifications.notice is None and notifications.unread == 0
+    rooms = ConversationList(bob.engine)  # whose ``unread`` the window's title shows
+    assert notifications.notice is None and rooms.unread == 0
 
     await alice.engine.send_text(room_id, "Tension 9/5, je monte.")
     await bob.next(MessageReceived)
@@ -34,7 +36,7 @@ async def test_a_notice_counts_new_messages_and_tells_nothing_else(relay, tmp_pa
         room_id, 1, False, "notice.new")
     for secret in ("Tension", "DURAND", "Alice"):  # what a lock screen must not show
         assert secret not in repr(notice)
-    assert notifications.unread == 1
+    assert rooms.unread == 1
     now[0] = 1.0
 
     await alice.engine.send_text(room_id, "Venez vite.", urgent=True)
@@ -63,6 +65,7 @@ async def test_a_notice_counts_new_messages_and_tells_nothing_else(relay, tmp_pa
 
     last = bob.engine.messages(room_id, limit=1)[-1]
     await bob.engine.mark_read(room_id, last.ref)
-    notifications.refresh()
-    assert notifications.unread == 0 and notifications.notice is None
+    rooms.refresh()
+    assert rooms.unread == 0 and notifications.notice is None
     notifications.close()
+    rooms.close()

@@ -34,7 +34,9 @@ class RoomRow:
 
 
 class ConversationList(Observable):
-    """``rows`` as filtered by ``kind`` and ``query``; re-read on every engine event."""
+    """``rows`` as filtered by ``kind`` and ``query``, and ``unread``, this user's unread
+    messages in every room whatever the filter (the window title's count); re-read on every
+    engine event."""
 
     def __init__(self, engine: Engine) -> None:
         super().__init__()
@@ -42,6 +44,7 @@ class ConversationList(Observable):
         self.kind: RoomKind | None = None
         self.query = ""
         self.rows: list[RoomRow] = []
+        self.unread = 0
         self._unsubscribe = engine.subscribe(self._on_event)
         self.refresh()
 
@@ -61,9 +64,11 @@ class ConversationList(Observable):
         (urgent to acknowledge first, then the most recently active)."""
         words = fold(self.query)
         found = self._found_in_messages() if words else {}
+        overview = self._engine.room_overview()
+        self.unread = sum(line.unread for line in overview)
         self.rows = [
             _row(line, found.get(line.room.id))
-            for line in self._engine.room_overview()
+            for line in overview
             if (self.kind is None or line.room.kind is self.kind)
             and (_matches(line.room.name, words) or line.room.id in found)
         ]

@@ -1,4 +1,4 @@
-"""Notices of new messages while the user looks elsewhere, and the unread count of the title.
+"""Notices of new messages while the user looks elsewhere.
 
 A notice never carries a message's text, its sender or its room's name (a patient room is
 named after its patient): it shows on a locked screen too, to whoever stands near the phone
@@ -34,10 +34,9 @@ class Notice:
 
 
 class Notifications(Observable):
-    """``notice`` (None when there is nothing to tell) and ``unread``, this user's unread
-    messages in every room; ``looking_at`` says which room the window shows, if any (its
-    messages need no notice). A notice shows for ``lasts`` seconds after its latest message;
-    a message after that starts a new one."""
+    """``notice``, None when there is nothing to tell; ``looking_at`` says which room the
+    window shows, if any (its messages need no notice). A notice shows for ``lasts`` seconds
+    after its latest message; a message after that starts a new one."""
 
     def __init__(self, engine: Engine, looking_at: Callable[[], str | None], *,
                  lasts: float = NOTICE_SECONDS, clock: Callable[[], float] = time.monotonic
@@ -47,7 +46,6 @@ class Notifications(Observable):
         self._lasts, self._clock = lasts, clock
         self._until = 0.0  # when the notice on screen goes away
         self.notice: Notice | None = None
-        self.unread = self._count_unread()
         self._unsubscribe = engine.subscribe(self._on_event)
 
     def _on_event(self, event: Event) -> None:
@@ -60,20 +58,12 @@ class Notifications(Observable):
                 count=1 + (before.count if before else 0),
                 urgent=message.priority is Priority.URGENT or bool(before and before.urgent),
             )
-        self.refresh()
+            self._changed()
 
     def _tells(self, event: MessageReceived) -> bool:
         message = event.message
         return (message.sender_user != self._engine.user_id and message.kind in _NOTIFIED
                 and event.room.id != self._looking_at())
-
-    def _count_unread(self) -> int:
-        return sum(line.unread for line in self._engine.room_overview())
-
-    def refresh(self) -> None:
-        """Count the unread messages again: on engine events, and after the user read some."""
-        self.unread = self._count_unread()
-        self._changed()
 
     def dismiss(self, notice: Notice | None = None) -> None:
         """The notice was seen (closed, or opened): the next message starts a new count.
