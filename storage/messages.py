@@ -213,12 +213,15 @@ class MessageStore:
         ).fetchone()
         if row is None:
             return
-        # Same time, later row id: still in the order written. Bounded to the last minutes
-        # so that the timeline index serves it: a burst, not a backlog.
+        # Same time, later row id: still in the order written. Only the outbox's messages,
+        # so it costs what is in flight, not what the room holds; only the last minutes'
+        # (a burst), so a backlog written long before stays where it was written. (The unary
+        # plus keeps the planner off the timeline index: it would read the whole room.)
         self._db.execute(
-            "UPDATE messages SET local_ts = ?1 WHERE room_id = ?2 AND sort_ts >= ?1 - ?3"
-            " AND sort_ts < ?1 AND server_ts IS NULL AND sender_device = ?4",
-            (server_ts, row[0], _BURST_SECONDS, ref.sender_device),
+            "UPDATE messages SET local_ts = ?1 WHERE id IN (SELECT message_id FROM outbox"
+            " WHERE message_id IS NOT NULL) AND +room_id = ?2 AND server_ts IS NULL"
+            " AND local_ts >= ?1 - ?3 AND local_ts < ?1",
+            (server_ts, row[0], _BURST_SECONDS),
         )
 
     def mark_read(self, room_id: str, upto: Message, *, reader_user: str) -> list[MessageRef]:

@@ -193,7 +193,43 @@ _V3 = Migration(
     ),
 )
 
-MIGRATIONS: tuple[Migration, ...] = (_V1, _V2, _V3)
+# Indexing a body in the same transaction that stores it made every commit write a new FTS5
+# segment: about half of what storing a received message cost. A stored body now only queues
+# its row id; ``MessageSearch.index_pending`` indexes the queue in one transaction (the engine
+# every few seconds, and any search before it runs). A body leaving the table or changing
+# (purge, recall, edit) is taken out of the index at once if it was indexed (secure-delete
+# still applies), out of the queue otherwise: the index never holds a body the table lost.
+_V4 = Migration(
+    4,
+    "message bodies are indexed for search in batches, not one commit at a time",
+    (
+        "CREATE TABLE message_fts_pending (message_id INTEGER PRIMARY KEY) STRICT",
+        "DROP TRIGGER message_fts_insert",
+        "DROP TRIGGER message_fts_delete",
+        "DROP TRIGGER message_fts_update",
+        """CREATE TRIGGER message_fts_insert AFTER INSERT ON messages
+        WHEN new.body IS NOT NULL BEGIN
+            INSERT INTO message_fts_pending (message_id) VALUES (new.id);
+        END""",
+        """CREATE TRIGGER message_fts_delete AFTER DELETE ON messages
+        WHEN old.body IS NOT NULL BEGIN
+            INSERT INTO message_fts (message_fts, rowid, body)
+                SELECT 'delete', old.id, old.body WHERE NOT EXISTS
+                    (SELECT 1 FROM message_fts_pending WHERE message_id = old.id);
+            DELETE FROM message_fts_pending WHERE message_id = old.id;
+        END""",
+        """CREATE TRIGGER message_fts_update AFTER UPDATE OF body ON messages BEGIN
+            INSERT INTO message_fts (message_fts, rowid, body)
+                SELECT 'delete', old.id, old.body WHERE old.body IS NOT NULL AND NOT EXISTS
+                    (SELECT 1 FROM message_fts_pending WHERE message_id = old.id);
+            DELETE FROM message_fts_pending WHERE message_id = old.id;
+            INSERT INTO message_fts_pending (message_id)
+                SELECT new.id WHERE new.body IS NOT NULL;
+        END""",
+    ),
+)
+
+MIGRATIONS: tuple[Migration, ...] = (_V1, _V2, _V3, _V4)
 LATEST = MIGRATIONS[-1].version
 
 

@@ -69,6 +69,7 @@ def check_consistent(path: Path, key: bytes, reported: set[str], batch: int) -> 
     store = LocalStore.open(path, key)
     try:
         assert store.db.integrity_problems() == []
+        store.search.index_pending()  # as the next search would, then the index must agree
         store.db.execute(
             "INSERT INTO message_fts (message_fts, rank) VALUES ('integrity-check', 1)")
         messages = [row[0] for row in store.db.execute("SELECT client_id FROM messages")]

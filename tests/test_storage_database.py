@@ -268,7 +268,12 @@ def seed_v2(db: Database) -> None:
     MessageStore(db).add_incoming(text("old-3", "Kaliémie contrôlée", at=4.0))
 
 
-SEEDS = {1: seed_v1, 2: seed_v2}
+def seed_v3(db: Database) -> None:
+    """A message indexed the moment it was stored, as v3 did."""
+    MessageStore(db).add_incoming(text("old-4", "Glycémie capillaire à 1,2 g/l", at=5.0))
+
+
+SEEDS = {1: seed_v1, 2: seed_v2, 3: seed_v3}
 
 
 def test_every_version_has_a_seed() -> None:
@@ -295,6 +300,11 @@ def test_upgrade_from_every_earlier_version_keeps_data(tmp_path: Path, version: 
     assert store.search.search("hemoglobine").hits == ()
     store.messages.add_incoming(text("new-1", "Créatinine normalisée", at=4.0))
     assert len(store.search.search("creatinine").hits) == 2
+    # v4: what v3 indexed at once stays found, and takes part in the batches' upkeep.
+    if version >= 3:
+        assert [h.ref.client_id for h in store.search.search("glycemie").hits] == ["old-4"]
+        store.messages.recall(MessageRef("dev-alice-phone", "old-4"), recaller_user=USER, at=6.0)
+        assert store.search.search("glycemie").hits == ()
     assert store.db.integrity_problems() == []
     store.close()
 

@@ -148,3 +148,46 @@ def test_index_follows_edits_recalls_and_purges(store: LocalStore) -> None:
     assert found(store, "hemoglobine") == ["recent"]
     # The index agrees with the table it indexes (FTS5 raises SQLITE_CORRUPT otherwise).
     store.db.execute("INSERT INTO message_fts (message_fts, rank) VALUES ('integrity-check', 1)")
+
+
+def indexed(store: LocalStore, word: str) -> list[int]:
+    """Row ids the FTS index itself holds for ``word``, without the catch-up a search does."""
+    return [row[0] for row in store.db.execute(
+        "SELECT rowid FROM message_fts WHERE message_fts MATCH ? ORDER BY rowid", (f'"{word}"',))]
+
+
+def pending(store: LocalStore) -> int:
+    (count,) = store.db.execute("SELECT count(*) FROM message_fts_pending").fetchone()
+    return int(count)
+
+
+def test_bodies_are_indexed_in_batches_and_leave_the_queue_with_their_row(
+    store: LocalStore,
+) -> None:
+    # The fixture's bodies wait in the queue; one catch-up indexes them all.
+    assert pending(store) == len(BODIES) and indexed(store, "plaquettes") == []
+    assert store.search.index_pending() == len(BODIES)
+    assert pending(store) == 0 and store.search.index_pending() == 0
+    plq = store.messages.get(MessageRef(DEVICE, "plq"))
+    assert plq is not None and indexed(store, "plaquettes") == [plq.id]
+
+    # Still queued when edited, recalled or purged: the queue follows, nothing is indexed twice
+    # and nothing erased is indexed at all.
+    store.messages.add_incoming(text("k1", "Kaliémie à 6,1", at=1100.0))
+    store.messages.add_incoming(text("k2", "Kaliémie contrôlée", at=1101.0))
+    store.messages.add_incoming(text("k3", "Kaliémie à 3,2", at=1102.0))
+    store.messages.edit(MessageRef(DEVICE, "k1"), edit=MessageRef(DEVICE, "k1-e"),
+                        editor_user=USER, body="Kaliémie à 6,4 recontrôlée", at=1103.0)
+    store.messages.recall(MessageRef(DEVICE, "k2"), recaller_user=USER, at=1104.0)
+    assert pending(store) == 2  # k1 (its new text) and k3
+    # An indexed body recalled leaves the index at once, without waiting for a batch.
+    store.messages.recall(MessageRef(DEVICE, "plq"), recaller_user=USER, at=1105.0)
+    assert indexed(store, "plaquettes") == []
+    assert store.search.index_pending() == 2
+    assert sorted(found(store, "kaliemie")) == ["k1", "k3"]
+    assert found(store, "recontrolee") == ["k1"] and found(store, "controlee") == []
+    store.messages.add_incoming(text("late", "Hémoglobine recontrôlée", at=1200.0 + 40 * 86400))
+    store.messages.purge_expired(now=1000.0 + 31 * 86400)  # indexed and queued rows alike
+    assert pending(store) == 1 and indexed(store, "kaliemie") == []
+    assert found(store, "recontrolee") == ["late"]  # the search caught up first
+    store.db.execute("INSERT INTO message_fts (message_fts, rank) VALUES ('integrity-check', 1)")

@@ -120,6 +120,7 @@ CATCH_UP_SECONDS = 30.0  # how long a refused commit waits for the commits it mi
 REVOKED_DEVICES = "revoked_devices"  # settings key: device ids the relay's notices named
 RECEIPT_BATCH_SECONDS = 0.05  # a burst of messages received in this time costs one receipt
 RETENTION_SWEEP_SECONDS = 3600.0  # how often rooms' retention periods are applied while online
+SEARCH_INDEX_SECONDS = 2.0  # how often what was stored is indexed for search (one batch)
 DIRECTORY_PAGE = 100  # entries per request of a whole-directory sync
 # Above this many devices a room sends no delivered receipts (read and acknowledged ones
 # still): each would be decrypted and stored by every other member, n² work per message for
@@ -424,6 +425,7 @@ class Engine:
             if group is not None and group.active:
                 self._update_if_due(room.id, self._activity.get(room.id, now=time.time()))
         self._in_background(self._apply_retention())
+        self._in_background(self._index_for_search())
 
     async def _apply_retention(self) -> None:
         """Erase what rooms' retention periods no longer allow (a discharged patient's room,
@@ -433,6 +435,14 @@ class Engine:
             if purged:
                 log.info("retention erased %d messages", purged)
             await asyncio.sleep(RETENTION_SWEEP_SECONDS)
+
+    async def _index_for_search(self) -> None:
+        """Index for search what was stored meanwhile, a batch every few seconds: one FTS5
+        segment per batch instead of one per commit (storage/search.py); a search catches up
+        by itself first."""
+        while True:
+            await asyncio.sleep(SEARCH_INDEX_SECONDS)
+            self._store.search.index_pending()
 
     async def stop(self) -> None:
         """Go offline and close the cache; unsent messages and receipts stay in the outbox."""
