@@ -36,7 +36,7 @@ from crypto.past_epochs import DEFAULT_KEPT, PastEpoch, PastEpochs
 from crypto.primitives import ed25519_public
 from crypto.psk import EXTERNAL, RESUMPTION, USAGE_APPLICATION, PreSharedKeyID, psk_secret
 from crypto.ratchet_tree import RatchetTree
-from crypto.secret_tree import NodeSecret, SecretTree
+from crypto.secret_tree import APPLICATION, NodeSecret, SecretTree
 from crypto.welcome import (
     EncryptedGroupSecrets,
     GroupInfo,
@@ -170,11 +170,21 @@ class Group:
     def epoch_authenticator(self) -> bytes:
         return self.secrets.epoch_authenticator
 
+    @property
+    def application_messages(self) -> int:
+        """Application messages sent and received in this epoch (as far as this member saw):
+        what a self-update policy counts, with no counter of its own to keep."""
+        return self.secret_tree.generations(APPLICATION)
+
     def export_secret(self, label: bytes, context: bytes, length: int) -> bytes:
         return ks.export_secret(self.cs, self.secrets.exporter_secret, label, context, length)
 
     def members(self) -> list[tuple[int, Credential]]:
         return [(i, leaf.credential) for i, leaf in self.tree.members()]
+
+    @property
+    def member_count(self) -> int:
+        return sum(node is not None for node in self.tree.nodes[::2])
 
     def _ctx(self) -> bytes:
         return self.context.serialize()

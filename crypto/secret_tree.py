@@ -140,6 +140,10 @@ class SecretTree:
     def _step(self, secret: bytes, generation: int) -> bytes:
         return self.cs.derive_tree_secret(secret, b"secret", generation, self.cs.nh)
 
+    def generations(self, kind: int) -> int:
+        """How many keys of this kind the senders have used so far: the epoch's messages."""
+        return sum(r.generation for (_, k), r in self._ratchets.items() if k == kind)
+
     def next_key(self, leaf: int, kind: int) -> tuple[int, bytes, bytes]:
         """The sender's side: the next generation's key and nonce, then forget them."""
         r = self._ratchet(leaf, kind)

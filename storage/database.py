@@ -99,6 +99,7 @@ class Database:
         self._path = path
         self._depth = 0
         self.lazy_commits = 0  # commits made without their own fsync, ever (compare, not reset)
+        self._lazy = False  # the connection is at synchronous = NORMAL (see ``transaction``)
         self._wal: int | None = None  # a descriptor of the write-ahead log, for ``sync``
         self._wal_lock = threading.Lock()
 
@@ -130,10 +131,20 @@ class Database:
         return self._path
 
     def execute(self, sql: str, params: Params = ()) -> sqlcipher3.Cursor:
+        if self._lazy and not self._depth:  # a statement of its own commits durably
+            self._synchronous(lazy=False)
         return self._connection.execute(sql, params)
 
     def executemany(self, sql: str, rows: Iterable[Params]) -> sqlcipher3.Cursor:
+        if self._lazy and not self._depth:
+            self._synchronous(lazy=False)
         return self._connection.executemany(sql, rows)
+
+    def _synchronous(self, *, lazy: bool) -> None:
+        """Switch between NORMAL and FULL only when it changes: lazy commits come in runs."""
+        if lazy != self._lazy:
+            self._connection.execute(f"PRAGMA synchronous = {'NORMAL' if lazy else 'FULL'}")
+            self._lazy = lazy
 
     @contextmanager
     def transaction(self, *, durable: bool = True) -> Iterator[None]:
@@ -147,37 +158,35 @@ class Database:
         NORMAL, still atomic): power lost before the next durable commit may undo it. Only for
         writes whose loss is harmless, such as dropping outbox rows the relay has accepted
         (a resend is deduplicated). Inside another transaction it is as durable as that one.
+        The connection stays at NORMAL through a run of such transactions, and is back at FULL
+        before the next durable one or any statement outside a transaction.
         """
         depth = self._depth
-        lazy = depth == 0 and not durable
-        if lazy:
-            self.execute("PRAGMA synchronous = NORMAL")
-            self.lazy_commits += 1
+        if depth == 0:
+            self._synchronous(lazy=not durable)
+            if not durable:
+                self.lazy_commits += 1
         savepoint = f"sp{depth}"
+        self._connection.execute("BEGIN IMMEDIATE" if depth == 0 else f"SAVEPOINT {savepoint}")
+        self._depth = depth + 1
         try:
-            self.execute("BEGIN IMMEDIATE" if depth == 0 else f"SAVEPOINT {savepoint}")
-            self._depth = depth + 1
-            try:
-                yield
-                self.execute("COMMIT" if depth == 0 else f"RELEASE {savepoint}")
-            except BaseException:
-                self._rollback(savepoint if depth else None)
-                raise
-            finally:
-                self._depth = depth
+            yield
+            self._connection.execute("COMMIT" if depth == 0 else f"RELEASE {savepoint}")
+        except BaseException:
+            self._rollback(savepoint if depth else None)
+            raise
         finally:
-            if lazy:
-                self.execute("PRAGMA synchronous = FULL")
+            self._depth = depth
 
     def _rollback(self, savepoint: str | None) -> None:
         # Some errors (disk full, I/O) make SQLite roll back by itself: nothing left to undo.
         if not self._connection.in_transaction:
             return
         if savepoint is None:
-            self.execute("ROLLBACK")
+            self._connection.execute("ROLLBACK")
         else:
-            self.execute(f"ROLLBACK TO {savepoint}")
-            self.execute(f"RELEASE {savepoint}")
+            self._connection.execute(f"ROLLBACK TO {savepoint}")
+            self._connection.execute(f"RELEASE {savepoint}")
 
     def checkpoint(self) -> None:
         """Fold the WAL back into the main file and truncate it (before a copy or a wipe)."""

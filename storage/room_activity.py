@@ -1,8 +1,10 @@
-"""Per room, how much the current epoch's keys have been used and when this device last renewed
-its own leaf: what the self-update policy (app/client/maintenance.py) decides on.
+"""Per room, when this device last renewed its own leaf: with the number of messages the room's
+current epoch carried, what the self-update policy (app/client/maintenance.py) decides on.
 
-Kept as settings rows (one small JSON value per room) rather than a column, so that counting a
-message is one upsert inside the transaction that stores the message and its group state.
+The message count is not stored here: it is the sum of the senders' generations in the
+epoch's secret tree (``Group.application_messages``), which every stored message already
+advances. Only the renewal time is kept, as a settings row per room written at this device's
+own commits, and read from memory in between.
 """
 
 from __future__ import annotations
@@ -17,38 +19,32 @@ _PREFIX = "room_activity:"
 
 @dataclass(frozen=True, slots=True)
 class RoomActivity:
-    messages: int  # sent and received since the room's last commit
+    messages: int  # sent and received in the room's current epoch
     updated_at: float  # when this device last committed in the room (or first counted in it)
 
 
 class RoomActivityStore:
     def __init__(self, db: Database) -> None:
         self._settings = Settings(db)
+        self._renewed: dict[str, float] = {}
 
-    def get(self, room_id: str, *, now: float) -> RoomActivity:
-        """The room's activity; a room never counted starts now, with no message."""
-        value = self._settings.get(_PREFIX + room_id)
-        if not isinstance(value, dict):
-            return RoomActivity(0, now)
-        return RoomActivity(int(value["messages"]), float(value["updated_at"]))
+    def renewed_at(self, room_id: str, *, now: float) -> float:
+        """When this device last renewed its leaf in the room; a room never seen starts now."""
+        at = self._renewed.get(room_id)
+        if at is None:
+            value = self._settings.get(_PREFIX + room_id)
+            if isinstance(value, dict):
+                at = self._renewed[room_id] = float(value["updated_at"])
+            else:
+                self.renewed(room_id, at=now)
+                at = now
+        return at
 
-    def count(self, room_id: str, *, now: float) -> RoomActivity:
-        """One more message sent or received in the room (call inside its transaction)."""
-        before = self.get(room_id, now=now)
-        return self._set(room_id, RoomActivity(before.messages + 1, before.updated_at))
-
-    def committed(self, room_id: str, *, own: bool, now: float) -> None:
-        """The room moved to a new epoch: its message count starts again, and this device's
-        update time too when the commit was its own."""
-        before = self.get(room_id, now=now)
-        self._set(room_id, RoomActivity(0, now if own else before.updated_at))
+    def renewed(self, room_id: str, *, at: float) -> None:
+        """This device committed in the room (its leaf is new): call inside that transaction."""
+        self._settings.set(_PREFIX + room_id, {"updated_at": at})
+        self._renewed[room_id] = at
 
     def forget(self, room_id: str) -> None:
         self._settings.delete(_PREFIX + room_id)
-
-    def _set(self, room_id: str, activity: RoomActivity) -> RoomActivity:
-        self._settings.set(
-            _PREFIX + room_id,
-            {"messages": activity.messages, "updated_at": activity.updated_at},
-        )
-        return activity
+        self._renewed.pop(room_id, None)

@@ -74,7 +74,8 @@ async def test_self_update_by_message_count_one_member_at_a_time(relay, tmp_path
         # the other device found the room moved on and dropped its own.
         assert _epochs(room_id, alice, bob) == {start + 1}
         for w in (alice, bob):
-            assert w.engine._activity.get(room_id, now=0.0).messages < policy.update_after_messages
+            group = group_of(w.engine, room_id)
+            assert group.application_messages < policy.update_after_messages
         await _converse(room_id, bob, "après la mise à jour", alice)
         await _converse(room_id, alice, "bien reçu", bob)
     finally:

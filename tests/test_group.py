@@ -62,6 +62,22 @@ def test_two_members_agree_and_exchange_messages(cs):
     assert a.export_secret(b"doc", b"ctx", 32) == b.export_secret(b"doc", b"ctx", 32)
 
 
+def test_both_members_count_the_epochs_messages_and_a_commit_restarts_the_count(cs):
+    _, rnd, a, b = _pair(cs)
+    assert a.member_count == b.member_count == len(a.members()) == 2
+    assert a.application_messages == b.application_messages == 0
+    late = a.encrypt(b"un")
+    b.process(a.encrypt(b"deux"))  # "un" arrives after "deux": its generation counts at once
+    a.process(b.encrypt(b"trois"))
+    assert a.application_messages == b.application_messages == 3
+    b.process(late)
+    assert b.application_messages == 3  # a late message was counted already
+    pending = b.commit(random=rnd)
+    b.apply(pending)
+    a.process(pending.message)
+    assert a.application_messages == b.application_messages == 0
+
+
 def test_ciphertext_hides_the_body(cs):
     _, _, a, _ = _pair(cs)
     body = b"Mme Dupont, lit 4, allergie penicilline"

@@ -20,6 +20,7 @@ import random
 import secrets
 import time
 from collections.abc import Callable, Coroutine
+from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from enum import Enum
@@ -423,7 +424,7 @@ class Engine:
         for room in self._store.rooms.all():
             group = self._group(room.group_id)
             if group is not None and group.active:
-                self._update_if_due(room.id, self._activity.get(room.id, now=time.time()))
+                self._update_if_due(room.id, self._activity_of(group))
         self._in_background(self._apply_retention())
         self._in_background(self._index_for_search())
 
@@ -901,6 +902,11 @@ class Engine:
         finally:
             self._updating.discard(room_id)
 
+    def _activity_of(self, group: Group) -> RoomActivity:
+        room_id = _room_id(group.group_id)
+        return RoomActivity(group.application_messages,
+                            self._activity.renewed_at(room_id, now=time.time()))
+
     def _update_if_due(self, room_id: str, activity: RoomActivity) -> None:
         """Start a self-update of the room when app/client/maintenance.py says it is due."""
         if (
@@ -1055,7 +1061,8 @@ class Engine:
         with self._store.db.transaction():
             self._save_group(group)
             self._pending_commits.delete(group.group_id)  # whoever's, the epoch is settled
-            self._activity.committed(room.id, own=own, now=time.time())
+            if own:
+                self._activity.renewed(room.id, at=time.time())
             self._store.rooms.save(room)
             self._store.members.replace(room.id, self._members_of(group, room))
         self._epoch_moved.set()
@@ -1216,7 +1223,6 @@ class Engine:
         try:  # durable before it is sent: see _send
             with self._store.db.transaction(durable=False):
                 self._save_group(group)
-                activity = self._activity.count(_room_id(group.group_id), now=time.time())
                 if message is None:
                     self._store.outbox.enqueue(envelope, now=time.time())
                 else:
@@ -1224,7 +1230,7 @@ class Engine:
         except BaseException:
             self._groups.pop(group.group_id, None)  # the stored state is the truth
             raise
-        self._update_if_due(_room_id(group.group_id), activity)
+        self._update_if_due(_room_id(group.group_id), self._activity_of(group))
         return frame
 
     async def _send(self, frame: fr.Send) -> None:
@@ -1509,6 +1515,12 @@ class Engine:
             self._unload(envelope.group_id)  # not stored, so not acknowledged
             raise
 
+    def _in_batch_or_transaction(self) -> AbstractContextManager[None]:
+        """Atomic writes for a received message: the batch's transaction when there is one
+        (no savepoint needed: what can fail in a frame, decryption and checks, fails before
+        any write), else a transaction of their own."""
+        return nullcontext() if self._batch is not None else self._store.db.transaction()
+
     def _unload(self, group_id: bytes) -> None:
         """Forget the loaded state of a group: the stored one is the truth again."""
         self._groups.pop(group_id, None)
@@ -1537,7 +1549,7 @@ class Engine:
                 self._save_group(group)
                 self._store.rooms.save(room)
                 self._store.members.replace(room.id, self._members_of(group, room))
-                self._activity.committed(room.id, own=True, now=time.time())  # a fresh leaf
+                self._activity.renewed(room.id, at=time.time())  # a fresh leaf
             self._emit(RoomChanged(room))
             self._in_background(self._top_up_key_packages())
             return
@@ -1657,17 +1669,16 @@ class Engine:
                 if content.reply_to is None
                 else MessageRef(content.reply_to.device, content.reply_to.id),
             )
-        with self._store.db.transaction():
+        with self._in_batch_or_transaction():
             self._save_group(group)
             stored = self._store.messages.add_incoming(message)
-            activity = self._activity.count(room.id, now=time.time())
-        self._update_if_due(room.id, activity)
+        self._update_if_due(room.id, self._activity_of(group))
         if stored is None:
             return
         self._emit(MessageReceived(room, stored))
         if stored.priority is Priority.URGENT and sender_user != self.user_id:
             self._emit(UrgentReceived(room, stored))
-        if sender_user != self.user_id and len(group.members()) <= self.delivered_receipt_devices:
+        if sender_user != self.user_id and group.member_count <= self.delivered_receipt_devices:
             if not self._delivered:
                 self._in_background(self._send_delivered())
             self._delivered.setdefault(room.id, []).append(stored.ref)
@@ -1708,9 +1719,8 @@ class Engine:
         whose status a receipt must not move."""
         kind = MessageStatus[receipt.kind.upper()]
         recorded = []
-        with self._store.db.transaction():
+        with self._in_batch_or_transaction():
             self._save_group(group)
-            activity = self._activity.count(room.id, now=time.time())
             if sender_user == self.user_id:
                 return
             for reference in receipt.messages:
@@ -1720,7 +1730,7 @@ class Engine:
                     continue
                 if self._store.receipts.add(ref, Receipt(sender_user, kind, at)):
                     recorded.append(ref)
-        self._update_if_due(room.id, activity)
+        self._update_if_due(room.id, self._activity_of(group))
         for ref in recorded:
             self._emit(ReceiptReceived(room, ref, sender_user, kind))
 
