@@ -156,6 +156,9 @@ class Group:
     active: bool = True
     max_skip: int = 1000
     past_epochs: PastEpochs = field(default_factory=PastEpochs)
+    # (the epoch's fields it was encoded from, the encoding): see _epoch_state
+    _encoded_epoch: tuple[tuple[object, ...], bytes] | None = field(
+        default=None, init=False, repr=False, compare=False)
 
     # -- properties ---------------------------------------------------------------------------
     @property
@@ -848,11 +851,7 @@ class Group:
     # -- persistence -------------------------------------------------------------------------
     def export_state(self) -> bytes:
         """Everything needed to resume this member, secrets included: store it encrypted."""
-        return gs_.encode(gs_.GroupState(
-            gs_.STATE_VERSION, self.cs.id, self.context, self.tree.to_wire(), self.my_leaf,
-            self.signature_priv,
-            [NodeSecret(n, k) for n, k in sorted(self.private_keys.items())],
-            gs_.secrets_to_list(self.secrets), self.interim_transcript_hash,
+        return gs_.encode(self._epoch_state(), gs_.ProgressState(
             self.secret_tree.to_state(),
             [gs_.Entry(k, v) for k, v in sorted(self.external_psks.items())],
             [gs_.EpochPsk(e, v) for e, v in sorted(self.resumption_psks.items())],
@@ -860,28 +859,46 @@ class Group:
             [gs_.Entry(k, v) for k, v in sorted(self.own_update_keys.items())],
             int(self.active)), self.past_epochs.to_state(dict(self.tree.members())))
 
+    def _epoch_state(self) -> bytes:
+        """The epoch's part of the state, encoded again only when one of its fields is another
+        object: commits replace them (on a clone), messages never touch them."""
+        fields = (self.context, self.tree, self.my_leaf, self.signature_priv, self.private_keys,
+                  self.secrets, self.interim_transcript_hash)
+        cached = self._encoded_epoch
+        if cached is not None and all(a is b for a, b in zip(cached[0], fields, strict=True)):
+            return cached[1]
+        encoded = gs_.EpochState(
+            gs_.STATE_VERSION, self.cs.id, self.context, self.tree.to_wire(), self.my_leaf,
+            self.signature_priv,
+            [NodeSecret(n, k) for n, k in sorted(self.private_keys.items())],
+            gs_.secrets_to_list(self.secrets), self.interim_transcript_hash).serialize()
+        self._encoded_epoch = (fields, encoded)
+        return encoded
+
     @classmethod
     def import_state(cls, data: bytes, validator: CredentialValidator, *,
                      max_past_epochs: int | None = None) -> Group:
         """Resume a member; ``max_past_epochs`` replaces the number of past epochs kept (a
         version 1 state, saved before past epochs were kept, starts with none)."""
-        st, past_state = gs_.decode(data)
+        st, progress, past_state = gs_.decode(data)
         cs = suite(st.cipher_suite)
         tree = RatchetTree.from_wire(cs, st.tree)
         past = PastEpochs() if past_state is None else PastEpochs.from_state(
             cs, past_state, dict(tree.members()))
         if max_past_epochs is not None:
             past.limit(max_past_epochs, st.context.epoch)
-        secret_tree = SecretTree.from_state(cs, st.secret_tree)
+        secret_tree = SecretTree.from_state(cs, progress.secret_tree)
         return cls(cs, st.context, tree, st.my_leaf, st.signature_priv,
                    {n.node: n.secret for n in st.private_keys},
                    gs_.secrets_from_list(st.epoch_secrets), st.interim_transcript_hash,
                    secret_tree, validator,
-                   external_psks={e.key: e.value for e in st.external_psks},
-                   resumption_psks={e.epoch: e.psk for e in st.resumption_psks},
-                   proposals={p.ref: _Proposed(p.proposal, p.sender) for p in st.proposals},
-                   own_update_keys={e.key: e.value for e in st.own_update_keys},
-                   active=bool(st.active), max_skip=secret_tree.max_skip, past_epochs=past)
+                   external_psks={e.key: e.value for e in progress.external_psks},
+                   resumption_psks={e.epoch: e.psk for e in progress.resumption_psks},
+                   proposals={p.ref: _Proposed(p.proposal, p.sender)
+                              for p in progress.proposals},
+                   own_update_keys={e.key: e.value for e in progress.own_update_keys},
+                   active=bool(progress.active), max_skip=secret_tree.max_skip,
+                   past_epochs=past)
 
     def _require_active(self) -> None:
         if not self.active:

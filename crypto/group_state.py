@@ -1,7 +1,10 @@
 """Group state as bytes, for the device's encrypted cache (storage/ keeps it in SQLCipher).
 
 The format is versioned and carries secrets: it must only ever be written encrypted.
-Version 2 appends the kept past epochs to version 1's fields; version 1 still imports.
+Version 2 appends the kept past epochs to version 1's fields; version 1 still imports. The
+fields fall in two runs, the epoch's (changed by commits only) then the progress within it, so
+that a group re-encodes only the second after each message: the bytes are those of one
+structure either way.
 """
 
 from __future__ import annotations
@@ -43,8 +46,8 @@ class StoredProposal(Struct):
 
 
 @struct
-class GroupState(Struct):
-    """The current epoch's member state: the whole of version 1, the head of version 2."""
+class EpochState(Struct):
+    """What only a commit changes: the head of every version, encoded once per epoch."""
 
     version: Annotated[int, U16]
     cipher_suite: Annotated[int, U16]
@@ -55,6 +58,13 @@ class GroupState(Struct):
     private_keys: Annotated[list[NodeSecret], Vec(NodeSecret)]
     epoch_secrets: Annotated[list[bytes], Vec(OPAQUE)]
     interim_transcript_hash: Annotated[bytes, OPAQUE]
+
+
+@struct
+class ProgressState(Struct):
+    """What moves within the epoch (every message ratchets the secret tree); with the epoch
+    state before it, the whole of version 1."""
+
     secret_tree: SecretTreeState
     external_psks: Annotated[list[Entry], Vec(Entry)]
     resumption_psks: Annotated[list[EpochPsk], Vec(EpochPsk)]
@@ -73,16 +83,19 @@ def secrets_from_list(values: list[bytes]) -> ks.EpochSecrets:
     return ks.EpochSecrets(*values)
 
 
-def encode(state: GroupState, past_epochs: PastEpochsState) -> bytes:
-    return state.serialize() + past_epochs.serialize()
+def encode(epoch: bytes, progress: ProgressState, past_epochs: PastEpochsState) -> bytes:
+    """``epoch`` is the serialised EpochState: the group keeps it from one message to the
+    next, since only a commit changes it."""
+    return epoch + progress.serialize() + past_epochs.serialize()
 
 
-def decode(data: bytes) -> tuple[GroupState, PastEpochsState | None]:
+def decode(data: bytes) -> tuple[EpochState, ProgressState, PastEpochsState | None]:
     """The state, and its past epochs (``None`` from version 1, which had none)."""
     r = Reader(bytes(data))
-    state = GroupState.decode_from(r)
-    if state.version not in (STATE_VERSION, _WITHOUT_PAST_EPOCHS):
-        raise UnsupportedError(f"group state version {state.version} is not supported")
-    past = PastEpochsState.decode_from(r) if state.version == STATE_VERSION else None
+    epoch = EpochState.decode_from(r)
+    if epoch.version not in (STATE_VERSION, _WITHOUT_PAST_EPOCHS):
+        raise UnsupportedError(f"group state version {epoch.version} is not supported")
+    progress = ProgressState.decode_from(r)
+    past = PastEpochsState.decode_from(r) if epoch.version == STATE_VERSION else None
     r.done()
-    return state, past
+    return epoch, progress, past

@@ -158,10 +158,10 @@ def test_version_1_state_still_imports_without_past_epochs(cs):
     org, rnd, a, b, c = _room(cs)
     late = a.encrypt(b"ancien format")
     _commit(rnd, a, b, c)
-    head, past = gs_.decode(b.export_state())
+    head, progress, past = gs_.decode(b.export_state())
     assert past is not None and sorted(e.epoch for e in past.epochs) == b.past_epochs.epochs()
     assert past.epochs
-    v1 = dataclasses.replace(head, version=1).serialize()
+    v1 = dataclasses.replace(head, version=1).serialize() + progress.serialize()
     restored = Group.import_state(v1, org.validator())
     assert restored.past_epochs.epochs() == [] and restored.past_epochs.keep == DEFAULT_KEPT
     with pytest.raises(StaleEpochError):

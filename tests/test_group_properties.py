@@ -105,6 +105,12 @@ class World:
         auths = {g.epoch_authenticator for g in self.members.values()}
         epochs = {g.epoch for g in self.members.values()}
         assert len(auths) == 1 and len(epochs) == 1
+        # Each state encodes as a fresh copy does (no stale encoding kept from an epoch before),
+        # and resumes to a member that encodes the same again.
+        for g in self.members.values():
+            state = g.export_state()
+            assert state == g.clone().export_state()
+            assert Group.import_state(state, g.validator).export_state() == state
 
 
 @settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow])
