@@ -201,18 +201,19 @@ class MessageStore:
         message_id = self.id_of(ref)
         return message_id is not None and advance(self._db, message_id, status)
 
-    def set_server_ts(self, ref: MessageRef, server_ts: float) -> None:
+    def set_server_ts(self, ref: MessageRef, server_ts: float) -> str | None:
         """One's own message, accepted by the relay, takes the relay's time: every device then
         orders the room's messages alike. The device's messages of the room still pending
         and written before that time move just after it: sent in a burst, the next one was
-        written before the relay took this one, and must not show above it meanwhile."""
+        written before the relay took this one, and must not show above it meanwhile.
+        Returns the message's room id, or None if no such message is cached."""
         row = self._db.execute(
             "UPDATE messages SET server_ts = ? WHERE sender_device = ? AND client_id = ?"
             " RETURNING room_id",
             (server_ts, ref.sender_device, ref.client_id),
         ).fetchone()
         if row is None:
-            return
+            return None
         # Same time, later row id: still in the order written. Only the outbox's messages,
         # so it costs what is in flight, not what the room holds; only the last minutes'
         # (a burst), so a backlog written long before stays where it was written. (The unary
@@ -223,6 +224,7 @@ class MessageStore:
             " AND local_ts >= ?1 - ?3 AND local_ts < ?1",
             (server_ts, row[0], _BURST_SECONDS),
         )
+        return str(row[0])
 
     def mark_read(self, room_id: str, upto: Message, *, reader_user: str) -> list[MessageRef]:
         """Mark others' messages of the room up to ``upto`` (in timeline order) as read; the

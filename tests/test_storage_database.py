@@ -23,6 +23,7 @@ from storage.errors import DatabaseCorruptError, SchemaTooNewError, WrongKeyErro
 from storage.local_store import LocalStore
 from storage.messages import MessageKind, MessageRef, MessageStore
 from storage.migrations import LATEST, MIGRATIONS, Migration, migrate, schema_version
+from storage.outbox import OutboundEnvelope
 from storage.rooms import PatientContext, PatientIdentifier, RoomStore
 from storage.settings import Settings
 from storage.text import fold
@@ -273,7 +274,14 @@ def seed_v3(db: Database) -> None:
     MessageStore(db).add_incoming(text("old-4", "Glycémie capillaire à 1,2 g/l", at=5.0))
 
 
-SEEDS = {1: seed_v1, 2: seed_v2, 3: seed_v3}
+def seed_v4(db: Database) -> None:
+    """A message still in the outbox, as the relay has not taken it yet."""
+    outgoing = replace(text("out-1", "Bilan demandé", at=7.0), server_ts=None)
+    MessageStore(db).add_outgoing(
+        outgoing, OutboundEnvelope(client_id="out-1", group_id=b"room-p1", frame=b"{}"))
+
+
+SEEDS = {1: seed_v1, 2: seed_v2, 3: seed_v3, 4: seed_v4}
 
 
 def test_every_version_has_a_seed() -> None:
@@ -300,6 +308,11 @@ def test_upgrade_from_every_earlier_version_keeps_data(tmp_path: Path, version: 
     assert store.search.search("hemoglobine").hits == ()
     store.messages.add_incoming(text("new-1", "Créatinine normalisée", at=4.0))
     assert len(store.search.search("creatinine").hits) == 2
+    # v5: what waited in the outbox still does, and leaves it when the relay takes it.
+    if version >= 4:
+        [waiting] = store.outbox.due(now=8.0)
+        assert waiting.envelope.client_id == "out-1"
+        assert store.outbox.accepted("out-1") and len(store.outbox) == 0
     # v4: what v3 indexed at once stays found, and takes part in the batches' upkeep.
     if version >= 3:
         assert [h.ref.client_id for h in store.search.search("glycemie").hits] == ["old-4"]

@@ -87,7 +87,7 @@ from crypto.key_package import KeyPackage
 from crypto.message import MLSMessage
 from protocol import frames as fr
 from protocol import rest
-from protocol.encoding import B64, b64encode
+from protocol.encoding import B64, b64decode, b64encode
 from protocol.problems import Code, Problem
 from storage.accounts import Account
 from storage.attachments import Attachment
@@ -965,9 +965,14 @@ class Engine:
             raise EngineError("the room's latest changes did not arrive: try again") from None
 
     def _member_group(self, room_id: str) -> Group:
+        """The group a room id names (its group id, encoded): loaded, it costs no read."""
         self._usable()
-        room = self._store.rooms.get(room_id)
-        group = None if room is None else self._group(room.group_id)
+        try:
+            group_id = b64decode(room_id.removeprefix("r"))
+        except ValueError:
+            group_id = None
+        group = None if group_id is None or _room_id(group_id) != room_id else self._group(
+            group_id)
         if group is None:
             raise EngineError(f"unknown room {room_id}")
         if not group.active:
@@ -1450,10 +1455,9 @@ class Engine:
         if not self._store.outbox.accepted(frame.id) or frame.sent_at is None:
             return
         ref = MessageRef(self.device_id, frame.id)
-        message = self._store.messages.get(ref)
-        room = None if message is None else self._store.rooms.get(message.room_id)
+        room_id = self._store.messages.set_server_ts(ref, frame.sent_at)
+        room = None if room_id is None else self._store.rooms.get(room_id)
         if room is not None:
-            self._store.messages.set_server_ts(ref, frame.sent_at)
             batch.events.append(MessageSent(room, ref))
 
     def _refused(self, client_id: str, problem: Problem) -> None:
