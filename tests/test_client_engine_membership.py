@@ -84,6 +84,19 @@ async def test_invite_remove_race_and_leave(relay, tmp_path, monkeypatch):
         with pytest.raises(EngineError, match="no longer a member"):
             await bob.engine.send_text(room_id, "encore là ?")
 
+        # Alice invites Bob back: the same room again, his history kept, what was said while
+        # he was out beyond him, and he talks again.
+        await alice.engine.invite(room_id, [user[bob]])
+        back = await bob.next(RoomChanged)
+        assert back.room.id == room_id and back.active
+        await until(lambda: _agree(room_id, alice, bob, carol))
+        bodies = [m.body for m in bob.engine.messages(room_id)]
+        assert "bienvenue Carol" in bodies and "sans Bob" not in bodies
+        await _converse(room_id, bob, "de retour", alice, carol)
+        await alice.engine.remove(room_id, user[bob])
+        assert not (await bob.next(RoomChanged)).active
+        await until(lambda: _agree(room_id, alice, carol))
+
         # Alice invites Dave while Carol invites Eve, both on the same epoch: one commit wins,
         # the other is refused as stale, built again on the winner's epoch, and accepted.
         epochs: list[int] = []

@@ -1532,8 +1532,11 @@ class Engine:
             self._batch.groups.pop(group_id, None)
 
     def _receive_welcome(self, envelope: fr.Envelope) -> None:
-        if self._group(envelope.group_id) is not None:
-            return  # joined already: a redelivery
+        """Join a room. A device invited back after it was removed (or after it refused a
+        commit the relay took, which left it unable to read on) joins it again: the same room,
+        its history kept. A Welcome delivered again changes nothing: its KeyPackage is used up,
+        or (a last-resort one) it leads to no later epoch than the device's."""
+        existing = self._group(envelope.group_id)
         welcome = MLSMessage.deserialize(envelope.payload).body
         for secrets_for in getattr(welcome, "secrets", []):
             with self._store.db.transaction():
@@ -1549,8 +1552,13 @@ class Engine:
                     ),
                     self._validator,
                 )
-                room = self._room_from(group, created_at=envelope.sent_at)
+                if existing is not None and group.epoch <= existing.epoch:
+                    return  # joined already
+                before = self._store.rooms.by_group(group.group_id)
+                room = self._room_from(group, created_at=envelope.sent_at if before is None
+                                       else before.created_at)
                 self._save_group(group)
+                self._pending_commits.delete(group.group_id)  # built on the epoch left behind
                 self._store.rooms.save(room)
                 self._store.members.replace(room.id, self._members_of(group, room))
                 self._activity.renewed(room.id, at=time.time())  # a fresh leaf
