@@ -457,6 +457,7 @@ class Engine:
         for waiting in self._answers.values():
             waiting.answer.cancel()
         await self._relay.aclose()
+        self._group_commit.close()
         self._store.close()
 
     async def _login(self) -> str:
