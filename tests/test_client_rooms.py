@@ -165,6 +165,13 @@ async def test_receivers_refuse_what_breaks_the_rules(relay, tmp_path):
             assert group_of(receiver.engine, room_id).epoch == epochs[receiver]
         # only the offender's device took it
         assert bob.engine.room_state(room_id).name == "Renommée par Bob"
+        # What Bob sends next is for an epoch the others refused: they say so, and store none.
+        assert not alice.engine.unreadable(room_id)
+        await bob.engine.send_text(room_id, "dans l'époque refusée")
+        for receiver in (alice, carol):
+            await until(lambda r=receiver: r.engine.unreadable(room_id))
+            assert receiver.engine.messages(room_id) == []
+        assert not bob.engine.unreadable(room_id)
     finally:
         for w in (alice, bob, carol):
             await w.engine.stop()

@@ -72,7 +72,7 @@ from crypto import extensions as ext
 from crypto import proposals as prop
 from crypto.cipher_suite import suite
 from crypto.credential import Credential, liaison_identity, organisation_validator
-from crypto.errors import MLSError
+from crypto.errors import MLSError, StaleEpochError
 from crypto.framing import PrivateMessage, Sender
 from crypto.group import (
     ApplicationMessage,
@@ -119,6 +119,7 @@ DOCUMENTS = "documents"  # the profile's document cache: ciphertext named by blo
 COMMIT_ATTEMPTS = 5  # a room that changes this often under us is not worth racing further
 CATCH_UP_SECONDS = 30.0  # how long a refused commit waits for the commits it missed
 REVOKED_DEVICES = "revoked_devices"  # settings key: device ids the relay's notices named
+UNREADABLE = "room_unreadable:"  # settings key prefix: rooms this device fell out of step with
 RECEIPT_BATCH_SECONDS = 0.05  # a burst of messages received in this time costs one receipt
 RETENTION_SWEEP_SECONDS = 3600.0  # how often rooms' retention periods are applied while online
 SEARCH_INDEX_SECONDS = 2.0  # how often what was stored is indexed for search (one batch)
@@ -792,6 +793,7 @@ class Engine:
             self._store.rooms.delete(room_id)
             self._store.groups.delete(group.group_id)
             self._activity.forget(room_id)
+            self._store.settings.delete(UNREADABLE + room_id)
         self._groups.pop(group.group_id, None)
         self._emit(RoomChanged(room, active=False))
 
@@ -1516,6 +1518,8 @@ class Engine:
             if not moved:
                 self._unload(envelope.group_id)  # back to the stored state
             log.warning("dropping envelope %s: %r", envelope.id, e)
+            if isinstance(e, StaleEpochError):
+                self._fell_behind(envelope)
         except BaseException:
             self._unload(envelope.group_id)  # not stored, so not acknowledged
             raise
@@ -1525,6 +1529,27 @@ class Engine:
         (no savepoint needed: what can fail in a frame, decryption and checks, fails before
         any write), else a transaction of their own."""
         return nullcontext() if self._batch is not None else self._store.db.transaction()
+
+    def _fell_behind(self, envelope: fr.Envelope) -> None:
+        """A message for a later epoch than this device's: the relay delivers a commit before
+        what follows it, so this device refused (or lost) one the relay took, and can read
+        nothing more of the room. Say so, once, rather than drop every message in silence."""
+        group = self._group(envelope.group_id)
+        room = self._store.rooms.by_group(envelope.group_id)
+        message = MLSMessage.deserialize(envelope.payload).body
+        if (group is None or room is None or not group.active
+                or not isinstance(message, PrivateMessage) or message.epoch <= group.epoch
+                or self.unreadable(room.id)):
+            return
+        log.warning("room %s: a message for epoch %d, this device is at %d",
+                    room.id, message.epoch, group.epoch)
+        self._store.settings.set(UNREADABLE + room.id, message.epoch)
+        self._emit(RoomChanged(room))
+
+    def unreadable(self, room_id: str) -> bool:
+        """Whether this device fell out of step with the room (see ``_fell_behind``) and has
+        not been invited back since: what it receives there, it cannot read."""
+        return self._store.settings.get(UNREADABLE + room_id) is not None
 
     def _unload(self, group_id: bytes) -> None:
         """Forget the loaded state of a group: the stored one is the truth again."""
@@ -1560,6 +1585,7 @@ class Engine:
                                        else before.created_at)
                 self._save_group(group)
                 self._pending_commits.delete(group.group_id)  # built on the epoch left behind
+                self._store.settings.delete(UNREADABLE + room.id)
                 self._store.rooms.save(room)
                 self._store.members.replace(room.id, self._members_of(group, room))
                 self._activity.renewed(room.id, at=time.time())  # a fresh leaf

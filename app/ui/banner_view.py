@@ -1,4 +1,4 @@
-"""Banners: the connection's, always on screen, and a patient room's patient."""
+"""Banners: the connection's, always on screen, a patient room's patient, and warnings."""
 
 from __future__ import annotations
 
@@ -51,6 +51,22 @@ def patient_banner(patient: PatientBanner, t: Translator) -> ft.Control:
                             ft.Text(text, weight=ft.FontWeight.BOLD, expand=True)]),
             bgcolor=ft.Colors.INDIGO_50,
             border=ft.Border.all(1, ft.Colors.INDIGO_200),
+            border_radius=8,
+            padding=ft.Padding.symmetric(horizontal=12, vertical=6),
+        ),
+    )
+
+
+def warning_banner(text: str) -> ft.Control:
+    """Something the user must act on, above a room's messages (read out when it appears)."""
+    return ft.Semantics(
+        label=text,
+        live_region=True,
+        content=ft.Container(
+            content=ft.Row([ft.Icon(ft.Icons.WARNING_AMBER, color=ft.Colors.DEEP_ORANGE),
+                            ft.Text(text, expand=True)]),
+            bgcolor=ft.Colors.DEEP_ORANGE_50,
+            border=ft.Border.all(1, ft.Colors.DEEP_ORANGE_200),
             border_radius=8,
             padding=ft.Padding.symmetric(horizontal=12, vertical=6),
         ),

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import flet as ft
 
-from app.ui.banner_view import patient_banner
+from app.ui.banner_view import patient_banner, warning_banner
 from app.ui.conversation_files import Files
 from app.ui.i18n import Translator
 from app.ui.viewmodels.conversation import Bubble, Conversation, DaySeparator, Document, Transfer
@@ -39,6 +39,7 @@ class ConversationView:
         self._model, self._t, self._run, self._update = model, t, run, update
         self._title = ft.Text(size=18, weight=ft.FontWeight.BOLD, expand=True)
         self._banner = ft.Container()
+        self._unreadable = ft.Container()
         self._timeline = ft.ListView(expand=True, spacing=6, reverse=True,
                                      padding=ft.Padding.symmetric(horizontal=8),
                                      on_scroll=self._scrolled, scroll_interval=100)
@@ -62,6 +63,7 @@ class ConversationView:
             controls=[
                 ft.Row(header),
                 self._banner,
+                self._unreadable,
                 self._timeline,
                 self._transfers,
                 self._error,
@@ -156,6 +158,8 @@ class ConversationView:
         self._title.value = model.room_name
         patient = model.patient
         self._banner.content = None if patient is None else patient_banner(patient, t)
+        self._unreadable.content = (warning_banner(t("conversation.unreadable"))
+                                    if model.unreadable else None)
         self._send_button.content = t("composer.send")
         self._error.value, self._error.visible = model.error or "", model.error is not None
         self._transfers.controls = self._upload_bars()

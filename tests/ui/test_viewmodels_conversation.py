@@ -12,6 +12,7 @@ from storage.custody import MemoryCustody
 from storage.rooms import RoomKind
 from storage.status import MessageStatus
 from tests.engine_support import enroll, until
+from tests.forged_client import forced_commit
 
 
 def bubbles(conversation: Conversation) -> list[Bubble]:
@@ -129,3 +130,27 @@ def _drain(watched) -> list:  # type: ignore[no-untyped-def]
     while not watched.events.empty():
         events.append(watched.events.get_nowait())
     return events
+
+
+@pytest.mark.asyncio
+async def test_a_room_this_device_fell_out_of_step_with_says_so(relay, tmp_path):
+    custody = MemoryCustody()
+    alice = await enroll(relay, tmp_path, "Alice Martin", custody)
+    bob = await enroll(relay, tmp_path, "Bruno Petit", custody)
+    try:
+        room_id = await alice.engine.create_room(RoomKind.GROUP, "Réa", [bob.engine.user_id])
+        await bob.next(RoomChanged)
+        at_alice = Conversation(alice.engine, People(alice.engine), room_id)
+        redrawn: list[bool] = []
+        at_alice.observe(lambda: redrawn.append(at_alice.unreadable))
+        assert not at_alice.unreadable
+        # Bob, a plain member, renames the room past his engine's checks: the blind relay
+        # takes the commit, Alice's engine refuses it, and what Bob says next is beyond her.
+        await forced_commit(bob, room_id, name="Renommée")
+        await bob.engine.send_text(room_id, "après le renommage")
+        await until(lambda: at_alice.unreadable)
+        assert True in redrawn  # the view was told, so its warning shows
+        assert bubbles(at_alice) == []
+    finally:
+        await alice.engine.stop()
+        await bob.engine.stop()

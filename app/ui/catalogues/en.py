@@ -26,6 +26,11 @@ MESSAGES: dict[str, str] = {
     "conversation.choose": "Choose a conversation",
     "conversation.back": "Back to conversations",
     "conversation.older": "Earlier messages",
+    "conversation.unreadable": (
+        "This device can no longer read this room's new messages: it refused a change "
+        "to the room. An owner or moderator of the room can remove you and invite you "
+        "again; otherwise, create a new room."
+    ),
     "composer.label": "Message",
     "composer.urgent": "Urgent",
     "composer.send": "Send",

@@ -26,6 +26,11 @@ MESSAGES: dict[str, str] = {
     "conversation.choose": "Choisissez une conversation",
     "conversation.back": "Retour aux conversations",
     "conversation.older": "Messages précédents",
+    "conversation.unreadable": (
+        "Cet appareil ne peut plus lire les nouveaux messages de ce salon : une "
+        "modification du salon y a été refusée. Un responsable du salon peut vous en "
+        "retirer puis vous réinviter ; sinon, créez un nouveau salon."
+    ),
     "composer.label": "Message",
     "composer.urgent": "Urgent",
     "composer.send": "Envoyer",

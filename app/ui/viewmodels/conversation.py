@@ -151,6 +151,11 @@ class Conversation(Observable):
         return None if room is None else patient_banner(room.patient)
 
     @property
+    def unreadable(self) -> bool:
+        """This device fell out of step with the room: what arrives, it cannot read."""
+        return self._engine.unreadable(self.room_id)
+
+    @property
     def uploads(self) -> list[Transfer]:
         """Documents being sent: their message exists only once uploaded."""
         shown = {m.ref for m in self._messages}
