@@ -151,6 +151,35 @@ async def leave_history(body: rest.LinkHistory, device: DeviceDep,
     return Response(status_code=204)
 
 
+@router.delete("/{link_id}", status_code=204)
+async def withdraw(link_id: rest.Id, relay: RelayDep, address: AddressDep) -> Response:
+    """The new device gave up (its user cancelled): its code stops working at once rather
+    than at expiry, so no one can approve a device whose keys are gone. Too late once
+    approved: the device exists, and its user revokes it like any other."""
+    key = f"link-poll:{address}"
+    relay.limiter.check(key)
+
+    async def op(tx: Tx) -> bool | None:
+        link = (await tx.conn.execute(select(device_links.c.device_id).where(
+            device_links.c.id_hash == link_hash(link_id),
+            device_links.c.expires_at >= tx.now))).first()
+        if link is None:
+            return None
+        if link.device_id is not None:
+            return False
+        await tx.conn.execute(delete(device_links).where(
+            device_links.c.id_hash == link_hash(link_id)))
+        return True
+
+    withdrawn = await relay.writer.run(op)
+    if withdrawn is None:
+        relay.limiter.fail(key)
+        raise ProblemError(404, Code.NOT_FOUND, "no such link, or it expired")
+    if not withdrawn:
+        raise ProblemError(409, Code.CONFLICT, "the link was approved already: revoke the device")
+    return Response(status_code=204)
+
+
 @router.get("/{link_id}", response_model=rest.LinkStatus)
 async def status(link_id: rest.Id, relay: RelayDep, address: AddressDep) -> rest.LinkStatus:
     """The new device's poll: its enrolment once approved, then its history's pointer.

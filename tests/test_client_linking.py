@@ -178,6 +178,23 @@ async def test_an_expired_or_unapproved_link_fails_clearly(relay, tmp_path):
     with pytest.raises(LinkError, match="expired"):
         await request.complete(timeout=5)
     assert not (tmp_path / "p" / "account").exists()
+    assert await request.withdraw()  # expired: nothing left to withdraw, and no error
+
+
+@pytest.mark.asyncio
+async def test_a_withdrawn_link_cannot_be_approved_an_approved_one_cannot_be_withdrawn(
+        relay, tmp_path):
+    approver = await enroll(relay, tmp_path, "alice", MemoryCustody())
+    try:
+        given_up = await Engine.link(tmp_path / "p1", relay.url, MemoryCustody(), device_name="x")
+        assert await given_up.withdraw()
+        with pytest.raises(RelayError, match="link_invalid"):
+            await approver.engine.approve_link(given_up.code, _totp(approver.engine), timeout=5)
+        request, engine = await _link(relay, approver, tmp_path / "p2", MemoryCustody())
+        assert not await request.withdraw()  # too late: the device exists
+        await engine.stop()
+    finally:
+        await approver.engine.stop()
 
 
 def test_archive_round_trip_keeps_edits_recalls_receipts_and_attachments(tmp_path):

@@ -168,6 +168,22 @@ def test_unknown_and_expired_codes_and_links(relay):
     assert r.status_code == 403 and r.json()["code"] == "link_invalid"
 
 
+def test_a_withdrawn_code_stops_working_at_once_but_an_approved_one_stays(relay):
+    first = new_device(relay, name="Alice")
+    cancelled = Pending(relay)
+    assert httpx.delete(f"{relay.url}/v1/link/{cancelled.link_id}").status_code == 204
+    assert cancelled.status().status_code == 404
+    r = _approve(first, cancelled.code, _totp(first))
+    assert r.status_code == 403 and r.json()["code"] == "link_invalid"
+    assert httpx.delete(f"{relay.url}/v1/link/{cancelled.link_id}").status_code == 404
+
+    approved = Pending(relay, name="phone 3")
+    assert _approve(first, approved.code, _totp(first)).status_code == 200
+    r = httpx.delete(f"{relay.url}/v1/link/{approved.link_id}")
+    assert r.status_code == 409 and r.json()["code"] == "conflict"
+    assert approved.approved()  # still there to finish linking
+
+
 def test_bad_proof_is_refused(relay):
     seed, box = os.urandom(32), os.urandom(32)
     key = ed25519_public(seed)

@@ -26,7 +26,7 @@ from app.client.events import (
     ReceiptReceived,
     RoomRuleBroken,
 )
-from app.client.relay_api import RelayClient
+from app.client.relay_api import RelayClient, RelayError, RelayUnavailable
 from storage.accounts import Account
 from storage.members import RoomRole
 from storage.messages import Message, MessageRef, Priority
@@ -91,7 +91,15 @@ async def link_start(args: argparse.Namespace) -> int:
     print(f"On a device you already use, with your authenticator's code: "
           f"liaison link approve {request.code} --totp CODE")
     print(f"The code expires in {request.expires_in // 60} minutes.", flush=True)
-    engine = await request.complete(timeout=args.wait)
+    try:
+        engine = await request.complete(timeout=args.wait)
+    except BaseException:  # not approved in time, or interrupted: this profile's keys go
+        with contextlib.suppress(RelayError, RelayUnavailable):
+            if not await request.withdraw():
+                print("The code was approved meanwhile: revoke that device in the app's "
+                      "settings on your other device, or ask an administrator "
+                      "(liaison-relay device revoke).", file=sys.stderr)
+        raise
     try:
         record_custody(args.profile, name)
         print(f"Linked: user {engine.user_id}, device {engine.device_id}; "

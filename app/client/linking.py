@@ -198,6 +198,20 @@ class LinkRequest:
                 raise
         return status
 
+    async def withdraw(self) -> bool:
+        """The user gave up waiting: the code stops working at once, so that no one approves
+        a device whose keys this device is about to forget. False when it was approved
+        already (too late: the new device exists; revoke it from another one)."""
+        async with RelayClient(self._relay_url) as relay:
+            try:
+                await relay.withdraw_link(self._link_id)
+            except RelayError as e:
+                if e.code is Code.CONFLICT:
+                    return False
+                if e.code is not Code.NOT_FOUND:  # expired meanwhile: withdrawn all the same
+                    raise
+        return True
+
     async def complete(self, *, timeout: float = LINK_WAIT_SECONDS) -> Engine:
         """Wait for approval, then open this device's profile (not started yet)."""
         status = await self._status(lambda s: s.approved, timeout,

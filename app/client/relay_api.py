@@ -220,6 +220,10 @@ class RelayClient:
     async def link_status(self, link_id: str) -> rest.LinkStatus:
         return await self._call(rest.LinkStatus, "GET", f"/v1/link/{link_id}")
 
+    async def withdraw_link(self, link_id: str) -> None:
+        """Give the link up: its code stops working (RelayError ``conflict`` once approved)."""
+        await self._send("DELETE", f"/v1/link/{link_id}")
+
     async def approve_link(self, body: rest.LinkApprove) -> rest.LinkApproved:
         return await self._call(rest.LinkApproved, "POST", "/v1/link/approve", json=_json(body))
 

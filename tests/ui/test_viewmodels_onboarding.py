@@ -184,13 +184,18 @@ async def test_a_refused_expired_or_cancelled_link_enrols_nothing_and_can_be_ret
         with pytest.raises(RelayError):
             await alice.engine.approve_link(code, _totp(alice.engine), timeout=5)
 
-        # cancelled while waiting: back, at once
+        # cancelled while waiting: back, at once, and the code no longer approves anything
         waiting = await _code_shown(flow)
+        code = flow.link_code or ""
         flow.cancel_link()
         assert (flow.step, flow.error_key, flow.link_code, flow.busy) == (
             Step.LINK, None, None, False)
         await asyncio.wait_for(waiting, 5)
         assert (flow.step, flow.error_key) == (Step.LINK, None)  # the wait did not go on
+        assert flow.withdrawal is not None
+        await asyncio.wait_for(flow.withdrawal, 5)
+        with pytest.raises(RelayError, match="link_invalid"):
+            await alice.engine.approve_link(code, _totp(alice.engine), timeout=5)
         flow.choose_invite()
         assert flow.step is Step.ACCOUNT
 

@@ -91,6 +91,8 @@ MESSAGES: dict[str, str] = {
     "onboarding.link.cancel_tip": "Stop waiting and go back",
     "onboarding.link.history": "Device linked: receiving your conversations…",
     "onboarding.link.received": "Device linked: {count} messages received",
+    "onboarding.link.error.approved_meanwhile": "The code had been approved already: "
+    "remove this device in your other device's settings",
     "onboarding.link.error.device_name": "Give this device a name",
     "onboarding.link.error.expired": "The code was not approved in time or has expired: "
     "show a new one ({detail})",

@@ -92,6 +92,8 @@ MESSAGES: dict[str, str] = {
     "onboarding.link.cancel_tip": "Arrêter d'attendre et revenir",
     "onboarding.link.history": "Appareil lié : réception de vos conversations…",
     "onboarding.link.received": "Appareil lié : {count} messages reçus",
+    "onboarding.link.error.approved_meanwhile": "Le code avait déjà été approuvé : "
+    "retirez cet appareil depuis les réglages de votre autre appareil",
     "onboarding.link.error.device_name": "Donnez un nom à cet appareil",
     "onboarding.link.error.expired": "Le code n'a pas été approuvé à temps ou a expiré : "
     "affichez-en un nouveau ({detail})",

@@ -9,6 +9,7 @@ enrolment sends the invite code, and a hospital relay is only ever reached over 
 from __future__ import annotations
 
 import asyncio
+import logging
 from collections.abc import Awaitable, Callable
 from enum import StrEnum
 from urllib.parse import parse_qs, urlparse
@@ -20,6 +21,8 @@ from app.ui.viewmodels.observable import Observable
 from protocol.loopback import is_loopback
 from storage.custody import CustodyError
 from storage.custody_pin import MIN_PIN_LENGTH
+
+log = logging.getLogger(__name__)
 
 Enroll = Callable[[str, str], Awaitable[Engine]]  # (relay URL, invite code) -> enrolled engine
 Link = Callable[[str, str], Awaitable[LinkRequest]]  # (relay URL, device name) -> its code
@@ -57,6 +60,8 @@ class Onboarding(Observable):
         self.link_minutes = 0  # how long the code stays valid
         self.history_count: int | None = None  # messages a link brought, once received
         self._approval: asyncio.Future[Engine] | None = None
+        self._request: LinkRequest | None = None  # the code shown, until approved or withdrawn
+        self.withdrawal: asyncio.Future[None] | None = None  # the last code given up
 
     @property
     def totp_uri(self) -> str | None:
@@ -122,7 +127,7 @@ class Onboarding(Observable):
             return self._fail("onboarding.link.error.device_name")
         self._start()
         try:
-            request = await self._link(url, name)
+            request = self._request = await self._link(url, name)
             self.link_code, self.link_minutes = request.code, request.expires_in // 60
             self.step = Step.LINK_CODE
             self._changed()
@@ -150,7 +155,7 @@ class Onboarding(Observable):
                 raise
             return None
         finally:
-            self._approval = None
+            self._approval = self._request = None
 
     async def _receive_history(self, engine: Engine, request: LinkRequest) -> None:
         """Online, for the rooms' Welcomes, then the history; without it the device is linked
@@ -164,12 +169,23 @@ class Onboarding(Observable):
         self._changed()
 
     def cancel_link(self) -> None:
-        """Stop waiting and go back; the relay forgets the unapproved code when it expires."""
+        """Stop waiting, withdraw the code (no one may approve it once this device forgets
+        its keys), and go back."""
+        if self._request is not None:
+            self.withdrawal = asyncio.ensure_future(self._withdraw(self._request))
         if self._approval is not None:
             self._approval.cancel()
         self.busy = False
         self._go(Step.LINK)
 
+    async def _withdraw(self, request: LinkRequest) -> None:
+        """Unreachable, the relay forgets the code when it expires all the same; approved
+        meanwhile, the new device exists: say so, since only another device can revoke it."""
+        try:
+            if not await request.withdraw():
+                self._fail("onboarding.link.error.approved_meanwhile")
+        except (RelayError, RelayUnavailable) as e:
+            log.info("the link code could not be withdrawn (it expires anyway): %s", e)
     def totp_saved(self) -> None:
         self.step = Step.PIN
         self._changed()
