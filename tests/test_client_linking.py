@@ -135,6 +135,33 @@ async def test_linked_device_joins_every_room_and_receives_the_history_once(rela
 
 
 @pytest.mark.asyncio
+async def test_a_linked_device_stopped_before_its_history_fetches_it_when_next_started(
+        relay, tmp_path):
+    custody = MemoryCustody()
+    alice = await enroll(relay, tmp_path, "alice", custody)
+    linked: Engine | None = None
+    try:
+        room = await alice.engine.create_room(RoomKind.GROUP, "Notes", [])
+        for i in range(20):
+            await alice.engine.send_text(room, f"{MARKER} relève {i}")
+        request, engine = await _link(relay, alice, tmp_path / "alice2", custody)
+        await engine.stop()  # the app closed (or the phone died) before the history came
+        linked = Engine.open(tmp_path / "alice2", custody)
+        await linked.start()
+        await until(lambda: linked is not None and len(_all(linked, room)) == 20, timeout=60)
+        assert _all(linked, room) == _all(alice.engine, room)
+        await linked.stop()
+        linked = Engine.open(tmp_path / "alice2", custody)  # done: not fetched again
+        assert linked._history_pending is None
+        await linked.start()
+        assert await linked.receive_history(request, timeout=10) == 0
+    finally:
+        await alice.engine.stop()
+        if linked is not None:
+            await linked.stop()
+
+
+@pytest.mark.asyncio
 async def test_forged_or_tampered_history_is_refused(relay, tmp_path):
     """The relay knows the new device's X25519 key, so it could seal an archive of its own:
     the approver's signature inside the sealed key is what the new device trusts."""

@@ -227,6 +227,7 @@ class Engine:
         self._resumed: dict[bytes, PendingCommitRecord] = {}  # resent by start, not settled
         self._updating: set[str] = set()  # rooms with a self-update under way
         self._revoked = False
+        self._history_pending: linking.PendingHistory | None = None  # see _resume_history
 
     # -- account ----------------------------------------------------------------------------
     @classmethod
@@ -271,9 +272,11 @@ class Engine:
         device_name: str,
         seed: bytes,
         answer: rest.EnrollResponse,
+        pending_history: linking.PendingHistory | None = None,
     ) -> Engine:
         """The profile of a device the relay has just created (enrolled or linked), logged in
-        and with its KeyPackages published."""
+        and with its KeyPackages published; a linked one keeps what fetching its history
+        needs until it has it."""
         key = load_or_create_key(custody, answer.device_id)
         store = LocalStore.open(profile_dir / DATABASE, key, create=True)
         account = Account(
@@ -288,6 +291,8 @@ class Engine:
             enrolled_at=time.time(),
         )
         store.account.enrol(account)
+        if pending_history is not None:
+            pending_history.save(store)
         (profile_dir / ACCOUNT_FILE).write_text(answer.device_id, "utf-8")
         engine = cls(store, account, DocumentCache(profile_dir / DOCUMENTS))
         await engine._login()
@@ -309,7 +314,9 @@ class Engine:
         if account is None:
             store.close()
             raise EngineError(f"{profile_dir} holds no enrolment")
-        return cls(store, account, DocumentCache(profile_dir / DOCUMENTS))
+        engine = cls(store, account, DocumentCache(profile_dir / DOCUMENTS))
+        engine._history_pending = linking.PendingHistory.load(store)
+        return engine
 
     @property
     def account(self) -> Account:
@@ -428,6 +435,28 @@ class Engine:
                 self._update_if_due(room.id, self._activity_of(group))
         self._in_background(self._apply_retention())
         self._in_background(self._index_for_search())
+        if self._history_pending is not None:
+            self._in_background(self._resume_history(self._history_pending))
+
+    async def _resume_history(self, pending: linking.PendingHistory) -> None:
+        """A linked device that stopped before it had its history fetches it now; given up
+        once the relay has forgotten it (a day after the approval)."""
+        try:
+            added = await linking.receive_history(self._account.relay_url, pending, self,
+                                                  self._relay, self._store,
+                                                  timeout=linking.LINK_WAIT_SECONDS)
+        except linking.LinkExpired as e:
+            log.warning("the history of this linked device is lost: %s", e)
+            linking.PendingHistory.done(self._store)
+            return
+        except (linking.LinkError, RelayError, RelayUnavailable) as e:
+            log.warning("the history of this linked device did not arrive, next start: %s", e)
+            return
+        finally:
+            self._history_pending = None
+        log.info("history received after a restart: %d messages", added)
+        for room in self._store.rooms.all():
+            self._emit(RoomChanged(room))
 
     async def _apply_retention(self) -> None:
         """Erase what rooms' retention periods no longer allow (a discharged patient's room,

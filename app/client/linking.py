@@ -50,6 +50,10 @@ class LinkError(Exception):
     """Linking or its history failed; the message says why, for the UI."""
 
 
+class LinkExpired(LinkError):
+    """The relay no longer knows the link: expired, withdrawn, or its history's day is over."""
+
+
 # -- the archive (compact keys: a shift's worth of history is thousands of messages) ----------
 class _Model(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
@@ -159,6 +163,32 @@ def from_archive(archive: HistoryArchive, rooms: set[str]) -> list[HistoryEntry]
 
 
 # -- the new device ---------------------------------------------------------------------------
+PENDING_HISTORY = "pending_history"  # settings key: what fetching the history needs, until done
+
+
+class PendingHistory(BaseModel):
+    """Kept in the new device's encrypted settings from its approval until its history is
+    imported: a device that stops in between (closed, crashed, a phone's battery) fetches the
+    history when it next starts, while the relay still keeps it (a day)."""
+
+    model_config = ConfigDict(frozen=True)
+
+    link_id: str
+    box_key: B64  # the X25519 private key the history's key is sealed to
+
+    def save(self, store: LocalStore) -> None:
+        store.settings.set(PENDING_HISTORY, self.model_dump(mode="json"))
+
+    @classmethod
+    def load(cls, store: LocalStore) -> PendingHistory | None:
+        value = store.settings.get(PENDING_HISTORY)
+        return None if value is None else cls.model_validate(value)
+
+    @staticmethod
+    def done(store: LocalStore) -> None:
+        store.settings.delete(PENDING_HISTORY)
+
+
 @dataclass
 class LinkRequest:
     """A new device waiting for approval: show ``code``, then ``complete()``."""
@@ -169,11 +199,13 @@ class LinkRequest:
     _link_id: str = field(repr=False)
     _seed: bytes = field(repr=False)
     _box: PrivateKey = field(repr=False)
-    _open: Callable[[bytes, rest.EnrollResponse], Awaitable[Engine]] = field(repr=False)
+    _open: Callable[[bytes, rest.EnrollResponse, PendingHistory], Awaitable[Engine]] = field(
+        repr=False)
 
     @classmethod
     async def start(cls, relay_url: str, device_name: str,
-                    open_profile: Callable[[bytes, rest.EnrollResponse], Awaitable[Engine]]
+                    open_profile: Callable[[bytes, rest.EnrollResponse, PendingHistory],
+                                           Awaitable[Engine]]
                     ) -> LinkRequest:
         """Register fresh keys with the relay; ``open_profile`` makes the profile once the
         device exists (as enrolment does)."""
@@ -182,21 +214,6 @@ class LinkRequest:
             started = await relay.start_link(device_name, seed, bytes(box.public_key))
         return cls(started.code, started.expires_in, relay_url, started.link_id, seed, box,
                    open_profile)
-
-    async def _status(self, ready: Callable[[rest.LinkStatus], bool], timeout: float,
-                      missing: str) -> rest.LinkStatus:
-        async with RelayClient(self._relay_url) as relay:
-            try:
-                async with asyncio.timeout(timeout):
-                    while not ready(status := await relay.link_status(self._link_id)):
-                        await asyncio.sleep(POLL_SECONDS)
-            except TimeoutError:
-                raise LinkError(f"no answer in time: {missing}") from None
-            except RelayError as e:
-                if e.code is Code.NOT_FOUND:
-                    raise LinkError("the link code expired: start again") from None
-                raise
-        return status
 
     async def withdraw(self) -> bool:
         """The user gave up waiting: the code stops working at once, so that no one approves
@@ -214,37 +231,69 @@ class LinkRequest:
 
     async def complete(self, *, timeout: float = LINK_WAIT_SECONDS) -> Engine:
         """Wait for approval, then open this device's profile (not started yet)."""
-        status = await self._status(lambda s: s.approved, timeout,
-                                    "the code was not approved")
+        status = await _link_status(self._relay_url, self._link_id, lambda s: s.approved,
+                                    timeout, "the code was not approved")
         assert status.enrollment is not None  # approved
-        return await self._open(self._seed, status.enrollment)
+        return await self._open(self._seed, status.enrollment, self.pending)
+
+    @property
+    def pending(self) -> PendingHistory:
+        return PendingHistory(link_id=self._link_id, box_key=bytes(self._box))
 
     async def receive_history(self, engine: Engine, relay: RelayClient, store: LocalStore,
                               *, timeout: float) -> int:
         """Fetch, check and import the history once its rooms are joined; how many messages
         were new. The engine must be online, for its rooms' Welcomes to arrive."""
-        status = await self._status(lambda s: s.history is not None, timeout,
-                                    "the approving device sent no history")
-        assert status.history is not None and status.approved_by is not None
-        key, sha256 = await _opened(status.history.sealed_key, self._box, engine.device_id,
-                                    status.approved_by, relay, engine.user_id)
-        ciphertext = b"".join([piece async for piece in relay.download_blob(
-            status.history.blob_id)])
-        try:
-            archive = HistoryArchive.model_validate_json(
-                b"".join(decrypt_iter([ciphertext], key, expected_hash=sha256)))
-        except (MLSError, ValidationError) as e:  # wrong key, tampered, truncated, garbled
-            raise LinkError(f"the history archive is unreadable: {e}") from None
-        wanted = set(archive.rooms)
+        return await receive_history(self._relay_url, self.pending, engine, relay, store,
+                                     timeout=timeout)
+
+
+async def receive_history(relay_url: str, pending: PendingHistory, engine: Engine,
+                          relay: RelayClient, store: LocalStore, *, timeout: float) -> int:
+    """What ``LinkRequest.receive_history`` does, from what ``PendingHistory`` kept."""
+    status = await _link_status(relay_url, pending.link_id, lambda s: s.history is not None,
+                                timeout, "the approving device sent no history")
+    assert status.history is not None and status.approved_by is not None
+    key, sha256 = await _opened(status.history.sealed_key, PrivateKey(pending.box_key),
+                                engine.device_id, status.approved_by, relay, engine.user_id)
+    ciphertext = b"".join([piece async for piece in relay.download_blob(
+        status.history.blob_id)])
+    try:
+        archive = HistoryArchive.model_validate_json(
+            b"".join(decrypt_iter([ciphertext], key, expected_hash=sha256)))
+    except (MLSError, ValidationError) as e:  # wrong key, tampered, truncated, garbled
+        raise LinkError(f"the history archive is unreadable: {e}") from None
+    wanted = set(archive.rooms)
+    try:
+        async with asyncio.timeout(timeout):
+            while not wanted <= {r.id for r in engine.rooms()}:
+                await asyncio.sleep(POLL_SECONDS)
+    except TimeoutError:
+        pass  # import the rooms that were joined; the others' history is of no use
+    joined = wanted & {r.id for r in engine.rooms()}
+    entries = from_archive(archive, joined)
+    with store.db.transaction():
+        added = HistoryStore(store.db).import_(entries)
+        PendingHistory.done(store)
+    return added
+
+
+async def _link_status(relay_url: str, link_id: str, ready: Callable[[rest.LinkStatus], bool],
+                       timeout: float, missing: str) -> rest.LinkStatus:
+    """Poll the link until ``ready``; LinkError when it takes longer than ``timeout`` or the
+    link expired."""
+    async with RelayClient(relay_url) as relay:
         try:
             async with asyncio.timeout(timeout):
-                while not wanted <= {r.id for r in engine.rooms()}:
+                while not ready(status := await relay.link_status(link_id)):
                     await asyncio.sleep(POLL_SECONDS)
         except TimeoutError:
-            pass  # import the rooms that were joined; the others' history is of no use
-        joined = wanted & {r.id for r in engine.rooms()}
-        entries = from_archive(archive, joined)
-        return HistoryStore(store.db).import_(entries)
+            raise LinkError(f"no answer in time: {missing}") from None
+        except RelayError as e:
+            if e.code is Code.NOT_FOUND:
+                raise LinkExpired("the link code expired: start again") from None
+            raise
+    return status
 
 
 async def _opened(sealed: bytes, box: PrivateKey, device_id: str, approver: str,
