@@ -63,11 +63,20 @@ def open_app(browser: Browser, app: AppProcess, width: int = 1280, height: int =
     return page
 
 
+FOCUS_ATTEMPTS = 3
+
+
 def type_into(page: Page, label: str, text: str) -> None:
     """Type into the text field named ``label``, replacing its text, once Flutter has given
     it the focus (keys typed before that are lost)."""
     field = page.get_by_role("textbox", name=label)
-    field.click(timeout=60_000)
-    expect(field).to_be_focused()
+    for attempt in range(FOCUS_ATTEMPTS):  # a page still starting on a busy machine may
+        field.click(timeout=60_000)       # drop the first click: click again, not type blind
+        try:
+            expect(field).to_be_focused(timeout=10_000)
+            break
+        except AssertionError:
+            if attempt == FOCUS_ATTEMPTS - 1:
+                raise
     page.keyboard.press("Control+A")
     page.keyboard.type(text)
