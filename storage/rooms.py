@@ -66,9 +66,13 @@ class RoomOverview:
     # name after a paperclip); None if recalled
     unread: int  # others' messages not read yet
     unacknowledged_urgent: int  # others' urgent messages not acknowledged yet
+    unreadable: bool = False  # this device fell out of step with the room (app/client/engine)
 
 
 PREVIEW_CHARS = 200
+# Settings key prefix (then the room id): rooms this device can no longer read, which the
+# engine marks and the room list shows.
+UNREADABLE_SETTING = "room_unreadable:"
 _COLUMNS = "id, group_id, kind, name, created_at, patient, retention_days"
 
 
@@ -135,17 +139,20 @@ class RoomStore:
             " CASE WHEN last.recalled_at IS NULL THEN coalesce(substr(last.body, 1, ?4),"
             "  (SELECT '📎 ' || a.file_name FROM attachments a WHERE a.message_id = last.id"
             "   ORDER BY a.position LIMIT 1)) END,"
-            " coalesce(w.unread, 0), coalesce(w.urgent, 0)"
+            " coalesce(w.unread, 0), coalesce(w.urgent, 0),"
+            " EXISTS (SELECT 1 FROM settings s WHERE s.key = ?5 || r.id)"
             " FROM rooms r LEFT JOIN waiting w ON w.room_id = r.id"
             " LEFT JOIN messages last ON last.id = (SELECT m.id FROM messages m"
             "  WHERE m.room_id = r.id ORDER BY m.sort_ts DESC, m.id DESC LIMIT 1)"
             " ORDER BY coalesce(w.urgent, 0) > 0 DESC, activity DESC, r.id",
-            (user_id, MessageStatus.READ, MessageStatus.ACKNOWLEDGED, PREVIEW_CHARS),
+            (user_id, MessageStatus.READ, MessageStatus.ACKNOWLEDGED, PREVIEW_CHARS,
+             UNREADABLE_SETTING),
         )
         return [
             RoomOverview(
                 room=_room(row[:7]), last_activity=row[7], last_sender=row[8],
                 last_preview=row[9], unread=row[10], unacknowledged_urgent=row[11],
+                unreadable=bool(row[12]),
             )
             for row in rows
         ]

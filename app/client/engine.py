@@ -105,7 +105,7 @@ from storage.outbox import OutboundEnvelope
 from storage.pending_commits import PendingCommitRecord, PendingCommitStore
 from storage.receipts import Receipt
 from storage.room_activity import RoomActivity, RoomActivityStore
-from storage.rooms import PatientContext, Room, RoomKind, RoomOverview
+from storage.rooms import UNREADABLE_SETTING, PatientContext, Room, RoomKind, RoomOverview
 from storage.search import SearchPage
 from storage.status import MessageStatus
 
@@ -119,7 +119,6 @@ DOCUMENTS = "documents"  # the profile's document cache: ciphertext named by blo
 COMMIT_ATTEMPTS = 5  # a room that changes this often under us is not worth racing further
 CATCH_UP_SECONDS = 30.0  # how long a refused commit waits for the commits it missed
 REVOKED_DEVICES = "revoked_devices"  # settings key: device ids the relay's notices named
-UNREADABLE = "room_unreadable:"  # settings key prefix: rooms this device fell out of step with
 RECEIPT_BATCH_SECONDS = 0.05  # a burst of messages received in this time costs one receipt
 RETENTION_SWEEP_SECONDS = 3600.0  # how often rooms' retention periods are applied while online
 SEARCH_INDEX_SECONDS = 2.0  # how often what was stored is indexed for search (one batch)
@@ -822,7 +821,7 @@ class Engine:
             self._store.rooms.delete(room_id)
             self._store.groups.delete(group.group_id)
             self._activity.forget(room_id)
-            self._store.settings.delete(UNREADABLE + room_id)
+            self._store.settings.delete(UNREADABLE_SETTING + room_id)
         self._groups.pop(group.group_id, None)
         self._emit(RoomChanged(room, active=False))
 
@@ -1572,13 +1571,13 @@ class Engine:
             return
         log.warning("room %s: a message for epoch %d, this device is at %d",
                     room.id, message.epoch, group.epoch)
-        self._store.settings.set(UNREADABLE + room.id, message.epoch)
+        self._store.settings.set(UNREADABLE_SETTING + room.id, message.epoch)
         self._emit(RoomChanged(room))
 
     def unreadable(self, room_id: str) -> bool:
         """Whether this device fell out of step with the room (see ``_fell_behind``) and has
         not been invited back since: what it receives there, it cannot read."""
-        return self._store.settings.get(UNREADABLE + room_id) is not None
+        return self._store.settings.get(UNREADABLE_SETTING + room_id) is not None
 
     def _unload(self, group_id: bytes) -> None:
         """Forget the loaded state of a group: the stored one is the truth again."""
@@ -1614,7 +1613,7 @@ class Engine:
                                        else before.created_at)
                 self._save_group(group)
                 self._pending_commits.delete(group.group_id)  # built on the epoch left behind
-                self._store.settings.delete(UNREADABLE + room.id)
+                self._store.settings.delete(UNREADABLE_SETTING + room.id)
                 self._store.rooms.save(room)
                 self._store.members.replace(room.id, self._members_of(group, room))
                 self._activity.renewed(room.id, at=time.time())  # a fresh leaf

@@ -67,6 +67,9 @@ class ConversationListView:
         if row.urgent:
             badges.append(ft.Icon(ft.Icons.PRIORITY_HIGH, color=ft.Colors.RED, size=18,
                                   semantics_label=t("list.urgent")))
+        if row.unreadable:
+            badges.append(ft.Icon(ft.Icons.WARNING_AMBER, color=ft.Colors.DEEP_ORANGE, size=18,
+                                  semantics_label=t("list.unreadable")))
         if row.unread:
             count = str(row.unread) if row.unread < 100 else "99+"
             badges.append(ft.Container(

@@ -151,6 +151,8 @@ async def test_a_room_this_device_fell_out_of_step_with_says_so(relay, tmp_path)
         await until(lambda: at_alice.unreadable)
         assert True in redrawn  # the view was told, so its warning shows
         assert bubbles(at_alice) == []
+        [row] = ConversationList(alice.engine).rows  # and the room list marks the room
+        assert row.unreadable and not ConversationList(bob.engine).rows[0].unreadable
     finally:
         await alice.engine.stop()
         await bob.engine.stop()

@@ -17,6 +17,7 @@ MESSAGES: dict[str, str] = {
     "list.all": "All",
     "list.empty": "No conversations",
     "list.no_message": "No message yet",
+    "list.unreadable": "Unreadable on this device",
     "list.urgent": "Urgent, to acknowledge",
     "kind.direct": "Direct",
     "kind.group": "Group",

@@ -17,6 +17,7 @@ MESSAGES: dict[str, str] = {
     "list.all": "Toutes",
     "list.empty": "Aucune conversation",
     "list.no_message": "Pas encore de message",
+    "list.unreadable": "Illisible sur cet appareil",
     "list.urgent": "Urgent à confirmer",
     "kind.direct": "Directe",
     "kind.group": "Groupe",

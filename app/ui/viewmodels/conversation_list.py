@@ -31,6 +31,7 @@ class RoomRow:
     time: float | None  # the last message's time; None for a room with no message yet
     unread: int
     urgent: bool  # holds an urgent message this user has not acknowledged
+    unreadable: bool  # this device can no longer read what arrives there
 
 
 class ConversationList(Observable):
@@ -104,4 +105,5 @@ def _row(line: RoomOverview, passage: str | None) -> RoomRow:
         time=line.last_activity if has_message else None,
         unread=line.unread,
         urgent=line.unacknowledged_urgent > 0,
+        unreadable=line.unreadable,
     )
