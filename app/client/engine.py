@@ -916,8 +916,7 @@ class Engine:
         if envelope.kind is fr.Kind.COMMIT:
             epoch = envelope.epoch
         elif envelope.kind is fr.Kind.APPLICATION:
-            body = MLSMessage.deserialize(envelope.payload).body
-            epoch = body.epoch if isinstance(body, PrivateMessage) else None
+            epoch = _private_epoch(envelope.payload)
         else:
             return  # a Welcome, a notice, a proposal: no epoch to judge by
         if epoch is None or epoch < record.epoch:
@@ -1562,16 +1561,15 @@ class Engine:
         """A message for a later epoch than this device's: the relay delivers a commit before
         what follows it, so this device refused (or lost) one the relay took, and can read
         nothing more of the room. Say so, once, rather than drop every message in silence."""
+        epoch = _private_epoch(envelope.payload)
         group = self._group(envelope.group_id)
         room = self._store.rooms.by_group(envelope.group_id)
-        message = MLSMessage.deserialize(envelope.payload).body
-        if (group is None or room is None or not group.active
-                or not isinstance(message, PrivateMessage) or message.epoch <= group.epoch
-                or self.unreadable(room.id)):
+        if (epoch is None or group is None or room is None or not group.active
+                or epoch <= group.epoch or self.unreadable(room.id)):
             return
         log.warning("room %s: a message for epoch %d, this device is at %d",
-                    room.id, message.epoch, group.epoch)
-        self._store.settings.set(UNREADABLE_SETTING + room.id, message.epoch)
+                    room.id, epoch, group.epoch)
+        self._store.settings.set(UNREADABLE_SETTING + room.id, epoch)
         self._emit(RoomChanged(room))
 
     def unreadable(self, room_id: str) -> bool:
@@ -1935,6 +1933,12 @@ def _key_package(wire: bytes) -> KeyPackage:
     if not isinstance(body, KeyPackage):
         raise EngineError("the relay handed out something that is not a KeyPackage")
     return body
+
+
+def _private_epoch(payload: bytes) -> int | None:
+    """The epoch an application message (a PrivateMessage) was sent in; None for others."""
+    body = MLSMessage.deserialize(payload).body
+    return body.epoch if isinstance(body, PrivateMessage) else None
 
 
 def _room_id(group_id: bytes) -> str:
