@@ -63,20 +63,29 @@ def open_app(browser: Browser, app: AppProcess, width: int = 1280, height: int =
     return page
 
 
-FOCUS_ATTEMPTS = 3
+TYPING_ATTEMPTS = 3
 
 
 def type_into(page: Page, label: str, text: str) -> None:
     """Type into the text field named ``label``, replacing its text, once Flutter has given
-    it the focus (keys typed before that are lost)."""
+    it the focus, and check that it holds ``text``. On a busy machine a page still starting
+    may drop a click, or the first keys after the focus: then click and type again rather
+    than go on with a wrong value (it still fails if the field never takes the text)."""
     field = page.get_by_role("textbox", name=label)
-    for attempt in range(FOCUS_ATTEMPTS):  # a page still starting on a busy machine may
-        field.click(timeout=60_000)       # drop the first click: click again, not type blind
+    for attempt in range(TYPING_ATTEMPTS):
+        last = attempt == TYPING_ATTEMPTS - 1
+        field.click(timeout=60_000)
         try:
             expect(field).to_be_focused(timeout=10_000)
-            break
         except AssertionError:
-            if attempt == FOCUS_ATTEMPTS - 1:
+            if last:
                 raise
-    page.keyboard.press("Control+A")
-    page.keyboard.type(text)
+            continue
+        page.keyboard.press("Control+A")
+        page.keyboard.type(text, delay=10)
+        try:
+            expect(field).to_have_value(text, timeout=5_000)
+            return
+        except AssertionError:
+            if last:
+                raise
