@@ -192,6 +192,17 @@ class _Batch:
     seqs: list[int] = field(default_factory=list)  # stored deliveries, acknowledged after
 
 
+@dataclass
+class _Seal:
+    """Content to encrypt for a room and put in the outbox (with ``message``, the cached
+    message it carries, if any)."""
+
+    room_id: str
+    content: ApplicationContent
+    client_id: str
+    message: NewMessage | None = None
+
+
 class Engine:
     """One enrolled device. Build it with ``enroll`` or ``open``; ``start`` goes online."""
 
@@ -217,6 +228,8 @@ class Engine:
         self._delivered: dict[str, list[MessageRef]] = {}  # room id -> received, not receipted
         self._inbound: list[fr.Deliver | fr.Accepted] = []  # read, handled by the next _drain
         self._batch: _Batch | None = None  # the frames being handled, while they are
+        # sealed together at the next turn of the event loop (_seal_soon)
+        self._sealing: list[tuple[_Seal, asyncio.Future[fr.Send]]] = []
         self._connection_state = State.OFFLINE
         # the otpauth:// URI the relay gave at a user's first enrolment (shown once, not stored)
         self.totp_uri: str | None = None
@@ -1110,13 +1123,10 @@ class Engine:
     ) -> MessageRef:
         """Encrypt, store with its outbox row, then send; the message shows as pending until
         the relay accepts it, and is resent by every ``start`` until then."""
-        group = self._member_group(room_id)
         content = TextContent(
             body=body,
             urgent=urgent,
-            reply_to=None
-            if reply_to is None
-            else Reference(device=reply_to.sender_device, id=reply_to.client_id),
+            reply_to=None if reply_to is None else _reference(reply_to),
         )
         ref = MessageRef(self.device_id, _client_id())
         message = NewMessage(
@@ -1128,7 +1138,7 @@ class Engine:
             priority=Priority.URGENT if urgent else Priority.NORMAL,
             reply_to=reply_to,
         )
-        await self._send(self._seal(group, content, ref.client_id, message))
+        await self._send(await self._seal_soon(_Seal(room_id, content, ref.client_id, message)))
         return ref
 
     async def edit(self, ref: MessageRef, body: str) -> None:
@@ -1150,11 +1160,10 @@ class Engine:
             raise EngineError("only its sender may edit or recall a message")
         if message.recalled_at is not None:
             raise EngineError("this message was recalled")
-        group = self._member_group(message.room_id)
         change_ref = MessageRef(self.device_id, _client_id())
         with self._store.db.transaction():  # changed here only if the change is on its way
             self._change_message(ref, content, self.user_id, change_ref, time.time())
-            frame = self._seal(group, content, change_ref.client_id, None)
+            frame = self._seal(_Seal(message.room_id, content, change_ref.client_id))
         self._message_changed(message.room_id, ref)
         await self._send(frame)
 
@@ -1210,22 +1219,20 @@ class Engine:
     def _queue_receipt(self, room_id: str, kind: ReceiptKind, refs: list[MessageRef]) -> fr.Send:
         """A receipt, encrypted and in the outbox: resent until accepted, never cached as a
         message."""
-        content = ReceiptContent(
-            kind=kind,
-            messages=[Reference(device=r.sender_device, id=r.client_id) for r in refs],
-        )
-        return self._seal(self._member_group(room_id), content, _client_id(), None)
+        return self._seal(_Seal(room_id, _receipt(kind, refs), _client_id()))
 
     def _queue_delivered(self) -> list[fr.Send]:
         """One delivered receipt per room for what was received since the last one; a room
         left meanwhile gets none."""
         pending, self._delivered = self._delivered, {}
+        seals = [_Seal(room_id, _receipt("delivered", refs), _client_id())
+                 for room_id, refs in pending.items()]
         frames = []
-        for room_id, refs in pending.items():
-            try:
-                frames.append(self._queue_receipt(room_id, "delivered", refs))
-            except EngineError as e:
-                log.info("no delivered receipt for room %s: %s", room_id, e)
+        for seal, sealed in zip(seals, self._seal_all(seals), strict=True):
+            if isinstance(sealed, fr.Send):
+                frames.append(sealed)
+            else:
+                log.info("no delivered receipt for room %s: %s", seal.room_id, sealed)
         return frames
 
     async def _send_delivered(self) -> None:
@@ -1233,46 +1240,91 @@ class Engine:
         for frame in self._queue_delivered():
             await self._send(frame)
 
-    def _seal(
-        self,
-        group: Group,
-        content: ApplicationContent,
-        client_id: str,
-        message: NewMessage | None,
-    ) -> fr.Send:
-        """Encrypt ``content`` and store the frame in the outbox with the group state that
-        encrypted it (and with ``message``, the cached message it carries, if any) before it
-        goes anywhere. Whatever is not a receipt is a post, which the room's rules may refuse."""
-        if not isinstance(content, ReceiptContent):
-            self._check(roles.check_send, group)
-        frame = fr.Send(
-            id=client_id,
-            group_id=group.group_id,
-            payload=group.encrypt(content.model_dump_json().encode()),
-        )
-        envelope = OutboundEnvelope(
-            client_id=client_id,
-            group_id=group.group_id,
-            frame=frame.model_dump_json(exclude_none=True).encode(),
-        )
+    def _seal(self, seal: _Seal) -> fr.Send:
+        """Seal one message now, inside the caller's transaction if there is one."""
+        (sealed,) = self._seal_all([seal])
+        if isinstance(sealed, Exception):
+            raise sealed
+        return sealed
+
+    async def _seal_soon(self, seal: _Seal) -> fr.Send:
+        """Seal with whatever else is sealed in this turn of the event loop: a burst's
+        messages then share one transaction and one write of each room's group state, which
+        cost more than encrypting them."""
+        loop = asyncio.get_running_loop()
+        if not self._sealing:
+            loop.call_soon(self._seal_queued)
+        sealed: asyncio.Future[fr.Send] = loop.create_future()
+        self._sealing.append((seal, sealed))
+        return await sealed
+
+    def _seal_queued(self) -> None:
+        queued, self._sealing = self._sealing, []
+        try:
+            results: list[fr.Send | BaseException] = list(
+                self._seal_all([seal for seal, _ in queued]))
+        except BaseException as e:  # nothing stored: every one of them failed
+            results = [e] * len(queued)
+        for (_, sealed), result in zip(queued, results, strict=True):
+            if sealed.cancelled():
+                continue  # stored all the same: start sends it
+            if isinstance(result, BaseException):
+                sealed.set_exception(result)
+            else:
+                sealed.set_result(result)
+
+    def _seal_all(self, seals: list[_Seal]) -> list[fr.Send | Exception]:
+        """Encrypt each content, then store every frame in the outbox, with the group states
+        that encrypted them, in one transaction, before any goes anywhere. Whatever is not a
+        receipt is a post, which the room's rules may refuse: a refused or unencryptable
+        one fails alone (its error in its place), a failed transaction fails them all."""
+        results: list[fr.Send | Exception] = []
+        groups: dict[bytes, Group] = {}
+        for seal in seals:
+            try:
+                group = self._member_group(seal.room_id)
+                if not isinstance(seal.content, ReceiptContent):
+                    self._check(roles.check_send, group)
+                payload = group.encrypt(seal.content.model_dump_json().encode())
+            except (EngineError, MLSError) as e:
+                results.append(e)
+                continue
+            groups[group.group_id] = group
+            results.append(fr.Send(id=seal.client_id, group_id=group.group_id, payload=payload))
+        if not groups:
+            return results
         try:  # durable before it is sent: see _send
             with self._store.db.transaction(durable=False):
-                self._save_group(group)
-                if message is None:
-                    self._store.outbox.enqueue(envelope, now=time.time())
-                else:
-                    self._store.messages.add_outgoing(message, envelope)
+                for group in groups.values():
+                    self._save_group(group)
+                for seal, frame in zip(seals, results, strict=True):
+                    if isinstance(frame, fr.Send):
+                        self._enqueue(frame, seal.message)
         except BaseException:
-            self._groups.pop(group.group_id, None)  # the stored state is the truth
+            for group_id in groups:
+                self._groups.pop(group_id, None)  # the stored state is the truth
             raise
-        self._update_if_due(_room_id(group.group_id), self._activity_of(group))
-        return frame
+        for group in groups.values():
+            self._update_if_due(_room_id(group.group_id), self._activity_of(group))
+        return results
+
+    def _enqueue(self, frame: fr.Send, message: NewMessage | None) -> None:
+        envelope = OutboundEnvelope(
+            client_id=frame.id,
+            group_id=frame.group_id,
+            frame=frame.model_dump_json(exclude_none=True).encode(),
+        )
+        if message is None:
+            self._store.outbox.enqueue(envelope, now=time.time())
+        else:
+            self._store.messages.add_outgoing(message, envelope)
 
     async def _send(self, frame: fr.Send) -> None:
         """Send a frame already in the outbox, once durable; offline, ``start`` sends it."""
-        if self._connection is not None:
+        connection = self._connection  # closed meanwhile, it drops the frame: start resends
+        if connection is not None:
             await self._group_commit.durable()
-            await self._connection.send(frame)
+            await connection.send(frame)
 
     # -- documents ---------------------------------------------------------------------------
     async def send_file(
@@ -1304,8 +1356,7 @@ class Engine:
             retry=self.transfer_retry,
         )
         message = self._document_message(content, ref, room_id, self.user_id, None)
-        group = self._member_group(room_id)  # the room may have moved on during the upload
-        await self._send(self._seal(group, content, ref.client_id, message))
+        await self._send(await self._seal_soon(_Seal(room_id, content, ref.client_id, message)))
         return ref
 
     async def fetch_file(
@@ -1369,7 +1420,7 @@ class Engine:
             stored, list(dict.fromkeys(message_refs)), sum(m.document is not None for m in chosen))
         ref = MessageRef(self.device_id, _client_id())
         note = archiving.note(content, ref, room_id, self.user_id, None, time.time())
-        await self._send(self._seal(self._member_group(room_id), content, ref.client_id, note))
+        await self._send(await self._seal_soon(_Seal(room_id, content, ref.client_id, note)))
         return stored
 
     def _attachment(self, message_ref: MessageRef) -> tuple[Message, Attachment]:
@@ -1475,9 +1526,10 @@ class Engine:
             self._batch = None
         for event in batch.events:  # committed: shown now, acknowledged once durable
             self._emit(event)
-        if batch.seqs and self._connection is not None:
+        connection = self._connection  # the one that delivered them, even if stopped meanwhile
+        if batch.seqs and connection is not None:
             await self._group_commit.durable()
-            await self._connection.ack(batch.seqs)
+            await connection.ack(batch.seqs)
 
     def _accepted(self, frame: fr.Accepted, batch: _Batch) -> None:
         """Drop the outbox row; a message takes the relay's time, which orders it on every
@@ -1516,9 +1568,10 @@ class Engine:
     async def _resend_later(self, client_id: str, delay: float) -> None:
         await asyncio.sleep(delay)
         entry = self._store.outbox.get(client_id)
-        if entry is not None and self._connection is not None:  # not accepted meanwhile
+        connection = self._connection
+        if entry is not None and connection is not None:  # not accepted meanwhile
             await self._group_commit.durable()
-            await self._connection.send(fr.CLIENT_FRAME.validate_json(entry.envelope.frame))
+            await connection.send(fr.CLIENT_FRAME.validate_json(entry.envelope.frame))
 
     def _receive(self, envelope: fr.Envelope) -> None:
         """Store what the envelope means; a redelivery or an undecryptable one stores nothing
@@ -1866,6 +1919,10 @@ def _directory_entry(user: rest.User) -> DirectoryEntry:
 
 def _reference(ref: MessageRef) -> Reference:
     return Reference(device=ref.sender_device, id=ref.client_id)
+
+
+def _receipt(kind: ReceiptKind, refs: list[MessageRef]) -> ReceiptContent:
+    return ReceiptContent(kind=kind, messages=[_reference(r) for r in refs])
 
 
 def _user(credential: Credential) -> str:
