@@ -146,9 +146,9 @@ class Connection:
         if self.state not in (State.REVOKED, State.UNAUTHENTICATED):
             self._set_state(State.OFFLINE)
 
-    async def send(self, frame: Outgoing) -> None:
-        """Send now if connected; otherwise the frame goes out with the next connection."""
-        await self._write([self.protocol.send(frame)])
+    async def send(self, *frames: Outgoing) -> None:
+        """Send now if connected; otherwise the frames go out with the next connection."""
+        await self._write([self.protocol.send(frame) for frame in frames])
 
     async def ack(self, seqs: Iterable[int]) -> None:
         await self._write(self.protocol.ack(seqs))

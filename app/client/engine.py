@@ -228,8 +228,8 @@ class Engine:
         self._delivered: dict[str, list[MessageRef]] = {}  # room id -> received, not receipted
         self._inbound: list[fr.Deliver | fr.Accepted] = []  # read, handled by the next _drain
         self._batch: _Batch | None = None  # the frames being handled, while they are
-        # sealed together at the next turn of the event loop (_seal_soon)
-        self._sealing: list[tuple[_Seal, asyncio.Future[fr.Send]]] = []
+        # posted together at the next turn of the event loop (_post)
+        self._posting: list[tuple[_Seal, asyncio.Future[None]]] = []
         self._connection_state = State.OFFLINE
         # the otpauth:// URI the relay gave at a user's first enrolment (shown once, not stored)
         self.totp_uri: str | None = None
@@ -1138,7 +1138,7 @@ class Engine:
             priority=Priority.URGENT if urgent else Priority.NORMAL,
             reply_to=reply_to,
         )
-        await self._send(await self._seal_soon(_Seal(room_id, content, ref.client_id, message)))
+        await self._post(_Seal(room_id, content, ref.client_id, message))
         return ref
 
     async def edit(self, ref: MessageRef, body: str) -> None:
@@ -1237,8 +1237,7 @@ class Engine:
 
     async def _send_delivered(self) -> None:
         await asyncio.sleep(RECEIPT_BATCH_SECONDS)
-        for frame in self._queue_delivered():
-            await self._send(frame)
+        await self._send(*self._queue_delivered())
 
     def _seal(self, seal: _Seal) -> fr.Send:
         """Seal one message now, inside the caller's transaction if there is one."""
@@ -1247,31 +1246,51 @@ class Engine:
             raise sealed
         return sealed
 
-    async def _seal_soon(self, seal: _Seal) -> fr.Send:
-        """Seal with whatever else is sealed in this turn of the event loop: a burst's
-        messages then share one transaction and one write of each room's group state, which
-        cost more than encrypting them."""
+    async def _post(self, seal: _Seal) -> None:
+        """Seal and send with whatever else is posted in this turn of the event loop: a
+        burst's messages share one transaction, one write of each room's group state, one
+        wait for the fsync and one write to the socket, which cost more than encrypting them.
+        Returns once the message is on its way (stored and sent, or stored to send later)."""
         loop = asyncio.get_running_loop()
-        if not self._sealing:
-            loop.call_soon(self._seal_queued)
-        sealed: asyncio.Future[fr.Send] = loop.create_future()
-        self._sealing.append((seal, sealed))
-        return await sealed
+        if not self._posting:
+            loop.call_soon(self._post_queued)
+        posted: asyncio.Future[None] = loop.create_future()
+        self._posting.append((seal, posted))
+        await posted
 
-    def _seal_queued(self) -> None:
-        queued, self._sealing = self._sealing, []
+    def _post_queued(self) -> None:
+        queued, self._posting = self._posting, []
         try:
             results: list[fr.Send | BaseException] = list(
                 self._seal_all([seal for seal, _ in queued]))
         except BaseException as e:  # nothing stored: every one of them failed
             results = [e] * len(queued)
-        for (_, sealed), result in zip(queued, results, strict=True):
-            if sealed.cancelled():
-                continue  # stored all the same: start sends it
-            if isinstance(result, BaseException):
-                sealed.set_exception(result)
-            else:
-                sealed.set_result(result)
+        sealed = []
+        for (_, posted), result in zip(queued, results, strict=True):
+            if isinstance(result, fr.Send):
+                sealed.append(posted)
+            elif not posted.cancelled():
+                posted.set_exception(result)
+        frames = [r for r in results if isinstance(r, fr.Send)]
+        if frames:
+            self._in_background(self._send_posted(frames, sealed))
+
+    async def _send_posted(self, frames: list[fr.Send], posted: list[asyncio.Future[None]]) -> None:
+        """Stopping the engine cancels this: the frames stay stored, and ``start`` sends them."""
+        failure: Exception | None = None
+        try:
+            await self._send(*frames)
+        except Exception as e:  # the disk refused the fsync: nothing went
+            failure = e
+            raise
+        finally:
+            for waiting in posted:
+                if waiting.done():
+                    continue
+                if failure is None:
+                    waiting.set_result(None)
+                else:
+                    waiting.set_exception(failure)
 
     def _seal_all(self, seals: list[_Seal]) -> list[fr.Send | Exception]:
         """Encrypt each content, then store every frame in the outbox, with the group states
@@ -1319,12 +1338,12 @@ class Engine:
         else:
             self._store.messages.add_outgoing(message, envelope)
 
-    async def _send(self, frame: fr.Send) -> None:
-        """Send a frame already in the outbox, once durable; offline, ``start`` sends it."""
-        connection = self._connection  # closed meanwhile, it drops the frame: start resends
+    async def _send(self, *frames: fr.Send) -> None:
+        """Send frames already in the outbox, once durable; offline, ``start`` sends them."""
+        connection = self._connection  # closed meanwhile, it drops them: start resends
         if connection is not None:
             await self._group_commit.durable()
-            await connection.send(frame)
+            await connection.send(*frames)
 
     # -- documents ---------------------------------------------------------------------------
     async def send_file(
@@ -1356,7 +1375,7 @@ class Engine:
             retry=self.transfer_retry,
         )
         message = self._document_message(content, ref, room_id, self.user_id, None)
-        await self._send(await self._seal_soon(_Seal(room_id, content, ref.client_id, message)))
+        await self._post(_Seal(room_id, content, ref.client_id, message))
         return ref
 
     async def fetch_file(
@@ -1420,7 +1439,7 @@ class Engine:
             stored, list(dict.fromkeys(message_refs)), sum(m.document is not None for m in chosen))
         ref = MessageRef(self.device_id, _client_id())
         note = archiving.note(content, ref, room_id, self.user_id, None, time.time())
-        await self._send(await self._seal_soon(_Seal(room_id, content, ref.client_id, note)))
+        await self._post(_Seal(room_id, content, ref.client_id, note))
         return stored
 
     def _attachment(self, message_ref: MessageRef) -> tuple[Message, Attachment]:
