@@ -10,7 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from storage.database import Database
-from storage.messages import MessageRef, MessageStore
+from storage.messages import MessageRef
 from storage.status import MessageStatus, advance
 
 RECEIPT_STATUSES = (MessageStatus.DELIVERED, MessageStatus.READ, MessageStatus.ACKNOWLEDGED)
@@ -26,23 +26,39 @@ class Receipt:
 class ReceiptStore:
     def __init__(self, db: Database) -> None:
         self._db = db
-        self._messages = MessageStore(db)
 
     def add(self, ref: MessageRef, receipt: Receipt) -> bool:
         """Record ``receipt``; False for an unknown message or a receipt already recorded."""
+        return bool(self._record([ref], receipt, "", ()))
+
+    def add_to_own(
+        self, refs: list[MessageRef], receipt: Receipt, *, room_id: str, sender_user: str
+    ) -> list[MessageRef]:
+        """Record ``receipt`` for those of ``refs`` that ``sender_user`` sent in ``room_id``
+        (a receipt must not move another room's or another sender's message); the refs it
+        was new for."""
+        return self._record(refs, receipt, " AND room_id = ? AND sender_user = ?",
+                            (room_id, sender_user))
+
+    def _record(
+        self, refs: list[MessageRef], receipt: Receipt, condition: str, params: tuple[str, ...]
+    ) -> list[MessageRef]:
         if receipt.status not in RECEIPT_STATUSES:
             raise ValueError(f"{receipt.status.name} is not a receipt")
+        recorded = []
         with self._db.transaction():
-            message_id = self._messages.id_of(ref)
-            if message_id is None:
-                return False
-            added = self._db.execute(
-                "INSERT INTO receipts (message_id, user_id, status, at) VALUES (?, ?, ?, ?)"
-                " ON CONFLICT DO NOTHING",
-                (message_id, receipt.user_id, receipt.status, receipt.at),
-            ).rowcount
-            advance(self._db, message_id, receipt.status)
-        return added > 0
+            for ref in refs:
+                row = self._db.execute(
+                    "INSERT INTO receipts (message_id, user_id, status, at)"
+                    " SELECT id, ?, ?, ? FROM messages WHERE sender_device = ? AND client_id = ?"
+                    f"{condition} ON CONFLICT DO NOTHING RETURNING message_id",
+                    (receipt.user_id, receipt.status, receipt.at, ref.sender_device,
+                     ref.client_id, *params),
+                ).fetchone()
+                if row is not None:
+                    advance(self._db, row[0], receipt.status)
+                    recorded.append(ref)
+        return recorded
 
     def of_message(self, ref: MessageRef) -> list[Receipt]:
         rows = self._db.execute(

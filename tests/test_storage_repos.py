@@ -232,6 +232,21 @@ def test_status_only_moves_forward(store: LocalStore) -> None:
     assert not store.messages.advance_status(MessageRef("dev-x", "unknown"), MessageStatus.READ)
 
 
+def test_a_receipt_moves_only_its_senders_messages_of_its_room(store: LocalStore) -> None:
+    mine = store.messages.add_outgoing(text("m1", "à moi", at=1.0), envelope("m1")).ref
+    theirs = store.messages.add_incoming(
+        text("t1", "de Zoé", at=2.0, device="dev-zoe", user="u-zoe")).ref
+    store.rooms.save(replace(patient_room(), id="room-s", group_id=b"s"))
+    elsewhere = store.messages.add_incoming(text("m2", "ailleurs", room_id="room-s", at=3.0)).ref
+    read = Receipt("u-bob", MessageStatus.READ, 5.0)
+    refs = [mine, theirs, elsewhere, MessageRef("dev-x", "unknown")]
+    assert store.receipts.add_to_own(refs, read, room_id="room-p1", sender_user=USER) == [mine]
+    assert status(store, mine) is MessageStatus.READ
+    assert status(store, theirs) is status(store, elsewhere) is MessageStatus.DELIVERED
+    assert store.receipts.of_message(theirs) == store.receipts.of_message(elsewhere) == []
+    assert store.receipts.add_to_own(refs, read, room_id="room-p1", sender_user=USER) == []
+
+
 def test_edits_keep_their_history_in_time_order(store: LocalStore) -> None:
     ref = MessageRef(DEVICE, "c1")
     store.messages.add_incoming(text("c1", "Lasilix 40 mg", at=100.0))

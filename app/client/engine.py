@@ -1855,18 +1855,16 @@ class Engine:
         ignored: this user's other devices' receipts, and messages of other rooms or senders,
         whose status a receipt must not move."""
         kind = MessageStatus[receipt.kind.upper()]
-        recorded = []
         with self._in_batch_or_transaction():
             self._save_group(group)
             if sender_user == self.user_id:
                 return
-            for reference in receipt.messages:
-                ref = MessageRef(reference.device, reference.id)
-                mine = self._store.messages.get(ref)
-                if mine is None or mine.room_id != room.id or mine.sender_user != self.user_id:
-                    continue
-                if self._store.receipts.add(ref, Receipt(sender_user, kind, at)):
-                    recorded.append(ref)
+            recorded = self._store.receipts.add_to_own(
+                [MessageRef(r.device, r.id) for r in receipt.messages],
+                Receipt(sender_user, kind, at),
+                room_id=room.id,
+                sender_user=self.user_id,
+            )
         self._update_if_due(room.id, self._activity_of(group))
         for ref in recorded:
             self._emit(ReceiptReceived(room, ref, sender_user, kind))
