@@ -102,6 +102,7 @@ class Database:
         self._lazy = False  # the connection is at synchronous = NORMAL (see ``transaction``)
         self._wal: int | None = None  # a descriptor of the write-ahead log, for ``sync``
         self._wal_lock = threading.Lock()
+        self.rollbacks = 0  # rollbacks so far, for caches of rows a rollback may have undone
 
     @classmethod
     def open(cls, path: Path, key: bytes, *, create: bool = False) -> Database:
@@ -179,6 +180,7 @@ class Database:
             self._depth = depth
 
     def _rollback(self, savepoint: str | None) -> None:
+        self.rollbacks += 1
         # Some errors (disk full, I/O) make SQLite roll back by itself: nothing left to undo.
         if not self._connection.in_transaction:
             return

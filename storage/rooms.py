@@ -90,11 +90,25 @@ def _room(row: tuple) -> Room:
 
 
 class RoomStore:
+    """Rooms are read for every message and change only at commits: the rows read are kept
+    (frozen), forgotten when saved or deleted, and all at once after any rollback, which may
+    have undone a save."""
+
     def __init__(self, db: Database) -> None:
         self._db = db
+        self._cached: dict[str, Room] = {}  # by room id
+        self._group_rooms: dict[bytes, str] = {}  # group id -> room id, checked against the room
+        self._rollbacks = db.rollbacks
+
+    def _cache(self) -> dict[str, Room]:
+        if self._rollbacks != self._db.rollbacks:
+            self._cached.clear()
+            self._rollbacks = self._db.rollbacks
+        return self._cached
 
     def save(self, room: Room) -> None:
         """Insert the room, or take its new state (a commit renamed it, changed retention…)."""
+        self._cache().pop(room.id, None)
         self._db.execute(
             f"INSERT INTO rooms ({_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?)"
             " ON CONFLICT (id) DO UPDATE SET kind = excluded.kind, name = excluded.name,"
@@ -111,14 +125,30 @@ class RoomStore:
         )
 
     def get(self, room_id: str) -> Room | None:
-        row = self._db.execute(f"SELECT {_COLUMNS} FROM rooms WHERE id = ?", (room_id,)).fetchone()
-        return None if row is None else _room(row)
+        cache = self._cache()
+        room = cache.get(room_id)
+        if room is None:
+            row = self._db.execute(
+                f"SELECT {_COLUMNS} FROM rooms WHERE id = ?", (room_id,)).fetchone()
+            if row is None:
+                return None
+            room = cache[room_id] = _room(row)
+        return room
 
     def by_group(self, group_id: bytes) -> Room | None:
-        row = self._db.execute(
-            f"SELECT {_COLUMNS} FROM rooms WHERE group_id = ?", (group_id,)
-        ).fetchone()
-        return None if row is None else _room(row)
+        """A room's id is not its group's (rooms.save takes both): looked up once."""
+        room_id = self._group_rooms.get(group_id)
+        if room_id is None:
+            row = self._db.execute(
+                "SELECT id FROM rooms WHERE group_id = ?", (group_id,)).fetchone()
+            if row is None:
+                return None
+            room_id = self._group_rooms[group_id] = row[0]
+        room = self.get(room_id)
+        if room is None or room.group_id != group_id:
+            self._group_rooms.pop(group_id, None)
+            return None
+        return room
 
     def all(self, kind: RoomKind | None = None) -> list[Room]:
         rows = self._db.execute(
@@ -159,4 +189,5 @@ class RoomStore:
 
     def delete(self, room_id: str) -> None:
         """Forget the room and, with it, its members, messages, receipts and attachments."""
+        self._cache().pop(room_id, None)
         self._db.execute("DELETE FROM rooms WHERE id = ?", (room_id,))

@@ -110,6 +110,23 @@ def test_room_keeps_patient_context_and_takes_new_state(store: LocalStore) -> No
     assert [r.id for r in store.rooms.all()] == ["room-s", "room-p1"]
 
 
+def test_a_room_read_again_after_a_rolled_back_save_is_the_stored_one(
+    store: LocalStore,
+) -> None:
+    room = patient_room()
+    assert store.rooms.get("room-p1") == room  # read, so kept in memory
+    renamed = replace(room, name="Chambre 14 — M. Dupont")
+    with pytest.raises(RuntimeError), store.db.transaction():
+        store.rooms.save(renamed)
+        assert store.rooms.get("room-p1") == renamed  # inside: the new state
+        assert store.rooms.by_group(b"room-p1") == renamed
+        raise RuntimeError("the commit failed")
+    assert store.rooms.get("room-p1") == room
+    assert store.rooms.by_group(b"room-p1") == room
+    store.rooms.delete("room-p1")
+    assert store.rooms.get("room-p1") is None and store.rooms.by_group(b"room-p1") is None
+
+
 def test_members_and_per_room_roles(store: LocalStore) -> None:
     members = [
         Member(room_id="room-p1", user_id=USER, role=RoomRole.OWNER, joined_at=1.0),
