@@ -17,6 +17,7 @@ import logging
 from collections.abc import Awaitable, Callable
 
 from protocol.encoding import b64encode
+from protocol.frames import batched
 from relay.writer import NewEnvelope
 
 log = logging.getLogger("liaison.relay.delivery")
@@ -92,33 +93,43 @@ class Connection:
         with contextlib.suppress(Exception):
             await self._close(code, reason)
 
-    async def _write(self, frame: str) -> None:
+    async def _write(self, frames: list[str]) -> None:
         """Returns without suspending while the socket drains; blocks when the client stalls."""
         self.waiting = True
-        await self._send(frame)
+        for message in batched(frames):
+            await self._send(message)
         self.waiting = False
 
     async def run(self, backlog: BacklogPage, page: int) -> None:
-        """Backlog first, then live frames, until the connection closes."""
+        """Backlog first, then live frames, until the connection closes. Whatever is queued
+        when the writer gets to it goes out together (protocol.frames.batched)."""
         while not self.closed.is_set():
             rows = await backlog(self.device_id, self.last_sent, page)
-            for seq, frame in rows:
-                await self._write(frame)
-                self.last_sent = seq
+            if rows:
+                await self._write([frame for _, frame in rows])
+                self.last_sent = rows[-1][0]
             if len(rows) < page:
                 break
         self.ready = True
         while True:
-            item = await self.queue.get()
-            if item is None:
+            items = [await self.queue.get()]
+            while items[-1] is not None and not self.queue.empty():
+                items.append(self.queue.get_nowait())
+            frames, last_sent = [], self.last_sent
+            for item in items:
+                if item is None:
+                    break
+                seq, frame = item
+                if seq and seq <= last_sent:
+                    continue  # already sent from the backlog
+                frames.append(frame)
+                last_sent = max(last_sent, seq)
+            if frames:
+                await self._write(frames)
+                self.last_sent = last_sent
+            if items[-1] is None:
                 await self._safe_close(self.close_code, self.close_reason)
                 return
-            seq, frame = item
-            if seq and seq <= self.last_sent:
-                continue  # already sent from the backlog
-            await self._write(frame)
-            if seq:
-                self.last_sent = seq
 
 
 class Hub:

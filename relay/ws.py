@@ -1,7 +1,8 @@
 """The delivery WebSocket: one per device, authenticated by its bearer token.
 
 Frames in: send, commit, ack. Frames out: accepted/refused (answers, any order), deliver
-(mailbox entries, in sequence order), revoked.
+(mailbox entries, in sequence order), revoked. A message carries one frame or an array of
+them (protocol.frames): what is ready at once goes out together.
 """
 
 from __future__ import annotations
@@ -47,6 +48,22 @@ async def endpoint(ws: WebSocket) -> None:
         except Exception:  # storage failure: the client resends with the same id
             conn.push(0, _refused(frame_id, ProblemError(500, Code.INTERNAL, "not stored")))
 
+    def take(frame: fr.Send | fr.Commit | fr.Ack | ValueError) -> None:
+        if isinstance(frame, ValueError):
+            detail = (f"{frame.error_count()} error(s)" if isinstance(frame, ValidationError)
+                      else "not JSON frames")
+            conn.push(0, _refused("?", ProblemError(422, Code.VALIDATION,
+                                                    f"malformed frame: {detail}")))
+        elif not relay.accepting:
+            conn.push(0, _refused(getattr(frame, "id", "?"), ProblemError(
+                503, Code.INTERNAL, "relay is shutting down")))
+        elif isinstance(frame, fr.Ack):
+            relay.submit_ack(device, frame.seqs)
+        else:
+            fut = (relay.submit_send(device, frame) if isinstance(frame, fr.Send)
+                   else relay.submit_commit(device, frame))
+            fut.add_done_callback(lambda f, i=frame.id: answer(i, f))
+
     try:
         while not conn.closed.is_set():
             msg = await ws.receive()
@@ -57,22 +74,8 @@ async def endpoint(ws: WebSocket) -> None:
                 conn.push(0, _refused("?", ProblemError(
                     422, Code.VALIDATION, "frames are JSON text, not binary")))
                 continue
-            try:
-                frame = fr.CLIENT_FRAME.validate_json(text)
-            except ValidationError as e:
-                conn.push(0, _refused("?", ProblemError(
-                    422, Code.VALIDATION, f"malformed frame: {e.error_count()} error(s)")))
-                continue
-            if not relay.accepting:
-                conn.push(0, _refused(getattr(frame, "id", "?"), ProblemError(
-                    503, Code.INTERNAL, "relay is shutting down")))
-                continue
-            if isinstance(frame, fr.Ack):
-                relay.submit_ack(device, frame.seqs)
-                continue
-            fut = (relay.submit_send(device, frame) if isinstance(frame, fr.Send)
-                   else relay.submit_commit(device, frame))
-            fut.add_done_callback(lambda f, i=frame.id: answer(i, f))
+            for frame in fr.parse(fr.CLIENT_FRAME, text):  # one, or an array of them
+                take(frame)
     except (WebSocketDisconnect, RuntimeError):
         pass
     finally:

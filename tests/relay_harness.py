@@ -137,6 +137,7 @@ class Device:
     ws: Any = None
     received: list[dict[str, Any]] = field(default_factory=list)
     answers: dict[str, dict[str, Any]] = field(default_factory=dict)
+    unread: list[dict[str, Any]] = field(default_factory=list)  # read off the socket, not taken
 
     @property
     def public_key(self) -> bytes:
@@ -177,6 +178,7 @@ class Device:
 
     # -- WebSocket ----------------------------------------------------------------------------
     async def connect(self) -> None:
+        self.unread = []
         self.ws = await websockets.connect(
             self.relay.ws_url, additional_headers={"authorization": f"Bearer {self.token}"},
             max_size=8 * 1024 * 1024)
@@ -189,6 +191,13 @@ class Device:
     async def send_frame(self, frame: dict[str, Any]) -> None:
         await self.ws.send(json.dumps(frame))
 
+    async def next_frame(self, timeout: float = 5.0) -> dict[str, Any]:
+        """The next frame from the relay, which sends one or an array of them per message."""
+        if not self.unread:
+            message = json.loads(await asyncio.wait_for(self.ws.recv(), timeout))
+            self.unread = message if isinstance(message, list) else [message]
+        return self.unread.pop(0)
+
     async def pump(self, until, timeout: float = 10.0) -> None:  # type: ignore[no-untyped-def]
         """Read frames until ``until(self)`` holds."""
         deadline = time.monotonic() + timeout
@@ -197,7 +206,7 @@ class Device:
             if left <= 0:
                 raise AssertionError("timed out waiting for frames")
             try:
-                frame = json.loads(await asyncio.wait_for(self.ws.recv(), left))
+                frame = await self.next_frame(left)
             except TimeoutError:
                 raise AssertionError("timed out waiting for frames") from None
             if frame["type"] == "deliver":

@@ -40,9 +40,9 @@ def test_protocol_tracks_in_flight_until_answered():
         p.send(_send("a", b"other"))
     assert p.in_flight == ["a", "b"] and len(p.resend()) == 2
     accepted = p.receive('{"type": "accepted", "id": "b", "epoch": 4}')
-    assert accepted == fr.Accepted(id="b", epoch=4)
+    assert accepted == [fr.Accepted(id="b", epoch=4)]
     assert p.in_flight == ["a"] and p.resend() == [text]
-    stale = p.receive(fr.Refused(id="a", problem={
+    (stale,) = p.receive(fr.Refused(id="a", problem={
         "title": "Conflict", "status": 409, "code": "stale_epoch", "epoch": 7}).model_dump_json())
     assert isinstance(stale, fr.Refused) and stale.problem.code is Code.STALE_EPOCH
     assert stale.problem.epoch == 7 and p.in_flight == []
@@ -53,7 +53,7 @@ def test_transient_refusal_stays_in_flight():
     p.send(_send("a"))
     refused = fr.Refused(id="a", problem={"title": "Internal error", "status": 503,
                                           "code": "internal_error"})
-    assert p.receive(refused.model_dump_json()) is None
+    assert p.receive(refused.model_dump_json()) == []
     assert p.in_flight == ["a"]
 
 
@@ -62,14 +62,29 @@ def test_protocol_delivery_revocation_acks_and_garbage():
     envelope = fr.Envelope(id="e1", group_id=GROUP, sender_device="d_1", kind=fr.Kind.APPLICATION,
                            payload=b"x", sent_at=1.0)
     event = p.receive(fr.Deliver(seq=5, envelope=envelope).model_dump_json())
-    assert event == fr.Deliver(seq=5, envelope=envelope)
-    assert p.receive('{"type": "revoked"}') == fr.Revoked() and p.revoked
+    assert event == [fr.Deliver(seq=5, envelope=envelope)]
+    assert p.receive('{"type": "revoked"}') == [fr.Revoked()] and p.revoked
     acks = [json.loads(t) for t in p.ack(range(2500))]
     assert [len(a["seqs"]) for a in acks] == [1000, 1000, 500]
     assert acks[2]["seqs"][-1] == 2499
-    for garbage in ("not json", '{"type": "deliver"}', '{"type": "hello"}'):
-        with pytest.raises(ProtocolViolation):
-            p.receive(garbage)
+    for garbage in ("not json", '{"type": "deliver"}', '{"type": "hello"}', "[", "[]"):
+        (violation,) = p.receive(garbage)
+        assert isinstance(violation, ProtocolViolation)
+
+
+def test_frames_ready_together_travel_in_one_message_and_a_bad_one_costs_only_itself():
+    p = SyncProtocol()
+    texts = [p.send(_send(f"m{i}")) for i in range(3)]
+    (message,) = fr.batched(texts)
+    assert [f["id"] for f in json.loads(message)] == ["m0", "m1", "m2"]
+    assert list(fr.batched(texts[:1])) == texts[:1]  # alone, a frame is not wrapped
+    split = list(fr.batched(texts, limit=2 * len(texts[0]) + 3))
+    assert split == ["[" + ",".join(texts[:2]) + "]", texts[2]]  # the limit holds, the order too
+    events = p.receive('[{"type": "accepted", "id": "m0"}, {"type": "hello"},'
+                       ' {"type": "accepted", "id": "m2"}]')
+    assert events[0] == fr.Accepted(id="m0") and events[2] == fr.Accepted(id="m2")
+    assert isinstance(events[1], ProtocolViolation)
+    assert p.in_flight == ["m1"]
 
 
 def test_backoff_is_exponential_with_full_jitter_and_capped():

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 
 import pytest
@@ -208,5 +209,33 @@ def test_revocation_cuts_a_live_connection(relay):
             members = c.get(f"/v1/groups/{gid}").json()["members"]
         assert bob.device_id not in members and b64decode(gid)
         await alice.close()
+
+    asyncio.run(scenario())
+
+
+def test_frames_travel_together_each_answered_and_a_malformed_one_refused_alone(relay):
+    async def scenario() -> None:
+        alice, bob = new_device(relay), new_device(relay)
+        await alice.connect()
+        await bob.connect()
+        gid = await make_group(alice, [bob])
+        await bob.pump(lambda d: any(f["type"] == "deliver" for f in d.received))
+        await bob.ack_all()
+        await bob.close()
+        frames = [{"type": "send", "id": "m1", "group_id": gid, "payload": b64encode(b"c-1")},
+                  {"type": "send", "id": "no-payload", "group_id": gid},
+                  {"type": "send", "id": "m2", "group_id": gid, "payload": b64encode(b"c-2")}]
+        await alice.ws.send(json.dumps(frames))
+        await alice.pump(lambda d: {"m1", "m2", "?"} <= set(d.answers))
+        assert alice.answers["m1"]["type"] == alice.answers["m2"]["type"] == "accepted"
+        assert alice.answers["?"]["problem"]["code"] == "validation_failed"
+        # Bob's backlog comes back as one message: both entries, in order, nothing else.
+        assert bob.login().status_code == 200
+        await bob.connect()
+        await asyncio.sleep(0.3)
+        message = json.loads(await asyncio.wait_for(bob.ws.recv(), 5))
+        assert [f["envelope"]["id"] for f in message] == ["m1", "m2"]
+        for d in (alice, bob):
+            await d.close()
 
     asyncio.run(scenario())

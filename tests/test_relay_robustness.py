@@ -35,10 +35,6 @@ def relay(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RelayProcess]:
         yield r
 
 
-async def next_frame(dev: Device, timeout: float = 5.0) -> dict[str, Any]:
-    return json.loads(await asyncio.wait_for(dev.ws.recv(), timeout))
-
-
 async def closed_with(ws: Any, timeout: float = 10.0) -> tuple[int, str]:
     """Read (and discard) frames until the relay closes the socket: its code and reason."""
 
@@ -78,12 +74,12 @@ def test_malformed_frames_are_refused_and_the_connection_stays_usable(
         ]
         for raw in malformed:
             await dev.ws.send(raw)
-            frame = await next_frame(dev)
+            frame = await dev.next_frame()
             assert frame["type"] == "refused" and frame["id"] == "?", (raw, frame)
             assert frame["problem"]["code"] == "validation_failed", (raw, frame)
             assert frame["problem"]["status"] == 422, (raw, frame)
         await dev.send_frame(send("ok", gid))
-        answer = await next_frame(dev)
+        answer = await dev.next_frame()
         assert (answer["type"], answer["id"]) == ("accepted", "ok")
         await dev.close()
 

@@ -69,21 +69,28 @@ class SyncProtocol:
         """Everything in flight, in the original order, for a new connection."""
         return list(self._in_flight.values())
 
-    def receive(self, text: str | bytes) -> Event | None:
-        """The event a server frame means, or None for a transient refusal: a frame the
-        relay could not store (5xx) stays in flight and goes again with the next connection."""
-        try:
-            frame = fr.SERVER_FRAME.validate_json(text)
-        except ValidationError as e:
-            raise ProtocolViolation(f"not a server frame: {e.error_count()} error(s)") from e
-        match frame:
-            case fr.Refused(problem=problem) if problem.status >= 500:
-                return None
-            case fr.Accepted(id=frame_id) | fr.Refused(id=frame_id):
-                self._in_flight.pop(frame_id, None)
-            case fr.Revoked():
-                self.revoked = True
-        return frame
+    def receive(self, text: str | bytes) -> list[Event | ProtocolViolation]:
+        """The events a message's frames mean, in order, each malformed frame as a violation
+        in its place. A transient refusal means none: a frame the relay could not store (5xx)
+        stays in flight and goes again with the next connection."""
+        events: list[Event | ProtocolViolation] = []
+        for frame in fr.parse(fr.SERVER_FRAME, text):
+            match frame:
+                case ValidationError():
+                    events.append(ProtocolViolation(
+                        f"not a server frame: {frame.error_count()} error(s)"))
+                    continue
+                case ValueError():
+                    events.append(ProtocolViolation(f"not server frames: {frame}"))
+                    continue
+                case fr.Refused(problem=problem) if problem.status >= 500:
+                    continue
+                case fr.Accepted(id=frame_id) | fr.Refused(id=frame_id):
+                    self._in_flight.pop(frame_id, None)
+                case fr.Revoked():
+                    self.revoked = True
+            events.append(frame)
+        return events
 
 
 class State(StrEnum):
@@ -158,8 +165,8 @@ class Connection:
         if ws is None:
             return
         with contextlib.suppress(websockets.ConnectionClosed):  # re-sent after reconnecting
-            for text in texts:
-                await ws.send(text)
+            for message in fr.batched(texts):
+                await ws.send(message)
 
     def _set_state(self, state: State) -> None:
         if state != self.state:
@@ -229,10 +236,8 @@ class Connection:
             self._ws = None
 
     async def _dispatch(self, text: str | bytes) -> None:
-        try:
-            event = self.protocol.receive(text)
-        except ProtocolViolation as e:
-            log.warning("ignoring a frame from the relay: %s", e)
-            return
-        if event is not None:
-            await self._on_event(event)
+        for event in self.protocol.receive(text):
+            if isinstance(event, ProtocolViolation):
+                log.warning("ignoring a frame from the relay: %s", event)
+            else:
+                await self._on_event(event)
