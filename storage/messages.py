@@ -73,7 +73,7 @@ class Version:
 
 
 _NEW_FIELDS = tuple(f.name for f in fields(NewMessage))
-_BURST_SECONDS = 600.0  # how far back set_server_ts looks for pending messages to move
+_BURST_SECONDS = 600.0  # how far back stamp looks for pending messages to move
 _COLUMNS = (
     "id, sender_device, client_id, room_id, sender_user, body, local_ts, server_ts, kind,"
     " priority, status, reply_to_device, reply_to_client, edited_at, recalled_at"
@@ -202,29 +202,40 @@ class MessageStore:
         return message_id is not None and advance(self._db, message_id, status)
 
     def set_server_ts(self, ref: MessageRef, server_ts: float) -> str | None:
-        """One's own message, accepted by the relay, takes the relay's time: every device then
+        """``stamp`` for one message: its room id, or None if no such message is cached."""
+        (room_id,) = self.stamp([(ref, server_ts)])
+        return room_id
+
+    def stamp(self, accepted: Sequence[tuple[MessageRef, float]]) -> list[str | None]:
+        """One's own messages, accepted by the relay, take the relay's time: every device then
         orders the room's messages alike. The device's messages of the room still pending
         and written before that time move just after it: sent in a burst, the next one was
-        written before the relay took this one, and must not show above it meanwhile.
-        Returns the message's room id, or None if no such message is cached."""
-        row = self._db.execute(
-            "UPDATE messages SET server_ts = ? WHERE sender_device = ? AND client_id = ?"
-            " RETURNING room_id",
-            (server_ts, ref.sender_device, ref.client_id),
-        ).fetchone()
-        if row is None:
-            return None
+        written before the relay took this one, and must not show above it meanwhile. That
+        move is made once per room, for the latest time (the relay's times only grow).
+        Returns each message's room id, or None where no such message is cached."""
+        room_ids: list[str | None] = []
+        latest: dict[str, float] = {}
+        for ref, server_ts in accepted:
+            row = self._db.execute(
+                "UPDATE messages SET server_ts = ? WHERE sender_device = ? AND client_id = ?"
+                " RETURNING room_id",
+                (server_ts, ref.sender_device, ref.client_id),
+            ).fetchone()
+            room_ids.append(None if row is None else str(row[0]))
+            if row is not None:
+                latest[row[0]] = max(server_ts, latest.get(row[0], server_ts))
         # Same time, later row id: still in the order written. Only the outbox's messages,
         # so it costs what is in flight, not what the room holds; only the last minutes'
         # (a burst), so a backlog written long before stays where it was written. (The unary
         # plus keeps the planner off the timeline index: it would read the whole room.)
-        self._db.execute(
-            "UPDATE messages SET local_ts = ?1 WHERE id IN (SELECT message_id FROM outbox"
-            " WHERE message_id IS NOT NULL) AND +room_id = ?2 AND server_ts IS NULL"
-            " AND local_ts >= ?1 - ?3 AND local_ts < ?1",
-            (server_ts, row[0], _BURST_SECONDS),
-        )
-        return str(row[0])
+        for room_id, server_ts in latest.items():
+            self._db.execute(
+                "UPDATE messages SET local_ts = ?1 WHERE id IN (SELECT message_id FROM outbox"
+                " WHERE message_id IS NOT NULL) AND +room_id = ?2 AND server_ts IS NULL"
+                " AND local_ts >= ?1 - ?3 AND local_ts < ?1",
+                (server_ts, room_id, _BURST_SECONDS),
+            )
+        return room_ids
 
     def mark_read(self, room_id: str, upto: Message, *, reader_user: str) -> list[MessageRef]:
         """Mark others' messages of the room up to ``upto`` (in timeline order) as read; the

@@ -193,10 +193,14 @@ def test_pending_messages_of_a_burst_stay_after_the_ones_the_relay_took(store: L
     store.messages.set_server_ts(MessageRef(DEVICE, "first"), 1_000.9)  # taken after the rest
     order = [m.ref.client_id for m in store.messages.latest("room-p1", limit=10)]
     assert order == ["old", "theirs", "first", "second", "third"]
-    store.messages.set_server_ts(MessageRef(DEVICE, "third"), 1_001.0)  # the relay's order
-    store.messages.set_server_ts(MessageRef(DEVICE, "second"), 1_001.1)
+    pending("fourth", 1_000.8)
+    # accepted together (one batch of frames): the relay's order, the pending one after them
+    rooms = store.messages.stamp([(MessageRef(DEVICE, "third"), 1_001.0),
+                                  (MessageRef(DEVICE, "second"), 1_001.1),
+                                  (MessageRef(DEVICE, "unknown"), 1_001.2)])
+    assert rooms == ["room-p1", "room-p1", None]
     order = [m.ref.client_id for m in store.messages.latest("room-p1", limit=10)]
-    assert order == ["old", "theirs", "first", "third", "second"]
+    assert order == ["old", "theirs", "first", "third", "second", "fourth"]
 
 
 def test_outbox_accepts_retries_and_marks_sent(store: LocalStore) -> None:

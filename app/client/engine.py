@@ -1527,12 +1527,14 @@ class Engine:
         batch = self._batch = _Batch()
         try:
             with self._store.db.transaction(durable=False):
+                sent = []
                 for frame in frames:
                     if isinstance(frame, fr.Deliver):
                         self._receive(frame.envelope)
                         batch.seqs.append(frame.seq)
-                    else:
-                        self._accepted(frame, batch)
+                    elif self._store.outbox.accepted(frame.id) and frame.sent_at is not None:
+                        sent.append((MessageRef(self.device_id, frame.id), frame.sent_at))
+                self._sent(sent, batch)
                 for group in batch.groups.values():
                     self._store.groups.save(
                         GroupRecord(group.group_id, group.epoch, group.export_state())
@@ -1550,16 +1552,14 @@ class Engine:
             await self._group_commit.durable()
             await connection.ack(batch.seqs)
 
-    def _accepted(self, frame: fr.Accepted, batch: _Batch) -> None:
-        """Drop the outbox row; a message takes the relay's time, which orders it on every
-        device alike (its own clock would put it elsewhere on the sender's)."""
-        if not self._store.outbox.accepted(frame.id) or frame.sent_at is None:
-            return
-        ref = MessageRef(self.device_id, frame.id)
-        room_id = self._store.messages.set_server_ts(ref, frame.sent_at)
-        room = None if room_id is None else self._store.rooms.get(room_id)
-        if room is not None:
-            batch.events.append(MessageSent(room, ref))
+    def _sent(self, sent: list[tuple[MessageRef, float]], batch: _Batch) -> None:
+        """Messages whose outbox rows the relay's acceptance dropped take the relay's time,
+        which orders them on every device alike (the sender's clock would put them elsewhere
+        on the sender's)."""
+        for (ref, _), room_id in zip(sent, self._store.messages.stamp(sent), strict=True):
+            room = None if room_id is None else self._store.rooms.get(room_id)
+            if room is not None:
+                batch.events.append(MessageSent(room, ref))
 
     def _refused(self, client_id: str, problem: Problem) -> None:
         """An outbox frame the relay refused: for good, it leaves the outbox and its message
