@@ -6,6 +6,7 @@ Ed25519 key has signed that binding. Clients refuse leaves whose attestation fai
 relay cannot slip an unknown device into a room.
 """
 
+import functools
 from collections.abc import Callable
 from typing import Annotated
 
@@ -74,6 +75,7 @@ def attest(
     return LiaisonIdentity(user_id, device_id, sig).to_credential()
 
 
+@functools.lru_cache(maxsize=4096)  # read for every message received: parsed once per member
 def liaison_identity(credential: Credential) -> LiaisonIdentity:
     if credential.credential_type != LIAISON:
         raise CredentialError("not a Liaison credential")

@@ -1874,6 +1874,11 @@ def _room_state(group: Group) -> RoomState:
     data = ext.find(group.context.extensions, ext.LIAISON_ROOM_STATE)
     if data is None:
         raise ValueError("the group carries no room state")
+    return _parsed_room_state(data)
+
+
+@functools.lru_cache(maxsize=256)  # checked for every message: parsed once per room and epoch
+def _parsed_room_state(data: bytes) -> RoomState:
     return RoomState.model_validate_json(data)
 
 
