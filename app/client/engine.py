@@ -119,6 +119,7 @@ DOCUMENTS = "documents"  # the profile's document cache: ciphertext named by blo
 COMMIT_ATTEMPTS = 5  # a room that changes this often under us is not worth racing further
 CATCH_UP_SECONDS = 30.0  # how long a refused commit waits for the commits it missed
 REVOKED_DEVICES = "revoked_devices"  # settings key: device ids the relay's notices named
+ACK_BATCH_SECONDS = 0.02  # deliveries stored in this time are acknowledged together
 RECEIPT_BATCH_SECONDS = 0.05  # a burst of messages received in this time costs one receipt
 RETENTION_SWEEP_SECONDS = 3600.0  # how often rooms' retention periods are applied while online
 SEARCH_INDEX_SECONDS = 2.0  # how often what was stored is indexed for search (one batch)
@@ -227,6 +228,7 @@ class Engine:
         self._background: set[asyncio.Task[None]] = set()
         self._delivered: dict[str, list[MessageRef]] = {}  # room id -> received, not receipted
         self._inbound: list[fr.Deliver | fr.Accepted] = []  # read, handled by the next _drain
+        self._unacked: list[int] = []  # stored deliveries awaiting _acknowledge_stored
         self._batch: _Batch | None = None  # the frames being handled, while they are
         # posted together at the next turn of the event loop (_post)
         self._posting: list[tuple[_Seal, asyncio.Future[None]]] = []
@@ -1547,10 +1549,22 @@ class Engine:
             self._batch = None
         for event in batch.events:  # committed: shown now, acknowledged once durable
             self._emit(event)
-        connection = self._connection  # the one that delivered them, even if stopped meanwhile
-        if batch.seqs and connection is not None:
+        if batch.seqs:
+            if not self._unacked:
+                self._in_background(self._acknowledge_stored())
+            self._unacked += batch.seqs
+
+    async def _acknowledge_stored(self) -> None:
+        """Acknowledge what was stored in the last moments at once, after one fsync: the
+        relay then drops it. A burst then costs the device and the relay one fsync and one
+        ack, not one per frame read; a stop in between only has the relay deliver it again,
+        and the cache takes it once."""
+        await asyncio.sleep(ACK_BATCH_SECONDS)
+        seqs, self._unacked = self._unacked, []
+        connection = self._connection
+        if connection is not None:
             await self._group_commit.durable()
-            await connection.ack(batch.seqs)
+            await connection.ack(seqs)
 
     def _sent(self, sent: list[tuple[MessageRef, float]], batch: _Batch) -> None:
         """Messages whose outbox rows the relay's acceptance dropped take the relay's time,
