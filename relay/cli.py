@@ -14,10 +14,10 @@ import re
 import sys
 from pathlib import Path
 
-from app.client.fhir.options import add_options as fhir_options
 from crypto.errors import MLSError
 from protocol.encoding import b64encode
 from protocol.rest import Profession
+from record.options import add_options as fhir_options
 from relay import admin, orgkey
 from relay.config import DataDir, RelayConfig
 from relay.migrate import upgrade
@@ -149,8 +149,8 @@ def cmd_directory_import(a: argparse.Namespace) -> None:
 
 
 def cmd_directory_import_fhir(a: argparse.Namespace) -> None:
-    from app.client.fhir import FhirClient, FhirError, options
-    from app.client.fhir.directory import staff_bundle
+    from record import FhirClient, FhirError, options
+    from record.directory import staff_bundle
     from relay import directory
 
     async def run() -> tuple[int, int]:

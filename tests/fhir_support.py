@@ -24,7 +24,7 @@ from typing import Any
 import httpx
 import pytest
 
-from app.client.fhir.config import FINESS_SYSTEM, INS_TEST_SYSTEM
+from record.config import FINESS_SYSTEM, INS_TEST_SYSTEM
 from tests.relay_harness import free_port
 
 SEKMET = Path(sys.executable).parent / "sekmet"

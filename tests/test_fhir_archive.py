@@ -15,9 +15,9 @@ from fhir.resources.R4B.bundle import Bundle
 
 from app.client.engine import Engine, EngineError
 from app.client.events import MessageReceived, RoomChanged
-from app.client.fhir import FhirConfig, FhirError, pdf
-from app.client.fhir import archive as ar
-from app.client.fhir.config import INS_TEST_SYSTEM
+from record import FhirConfig, FhirError, pdf
+from record import archive as ar
+from record.config import INS_TEST_SYSTEM
 from storage.custody import MemoryCustody
 from storage.messages import MessageKind, MessageRef
 from storage.rooms import PatientContext, PatientIdentifier, RoomKind

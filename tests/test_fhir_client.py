@@ -7,7 +7,7 @@ import httpx
 import pytest
 from fhir.resources.R4B.patient import Patient
 
-from app.client.fhir import (
+from record import (
     BearerAuth,
     ClientCredentials,
     FhirClient,
@@ -16,7 +16,7 @@ from app.client.fhir import (
     auth,
     wire,
 )
-from app.client.fhir import patients as pt
+from record import patients as pt
 from tests.fhir_support import (
     BEARER_TOKEN,
     CLIENT_ID,

@@ -12,10 +12,10 @@ import httpx
 import pytest
 
 from app.client.events import RoomChanged
-from app.client.fhir import FhirClient, FhirConfig, FhirError
-from app.client.fhir.config import INS_TEST_SYSTEM
-from app.client.fhir.patients import PatientSummary, Stay
 from app.client.patient_rooms import PatientQuery, context, patient_context
+from record import FhirClient, FhirConfig, FhirError
+from record.config import INS_TEST_SYSTEM
+from record.patients import PatientSummary, Stay
 from storage.custody import MemoryCustody
 from storage.rooms import PatientContext, PatientIdentifier, RoomKind
 from tests.engine_support import enroll, until

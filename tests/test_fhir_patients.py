@@ -7,9 +7,9 @@ from datetime import date
 import httpx
 import pytest
 
-from app.client.fhir import FhirClient, FhirConfig, FhirError
-from app.client.fhir import patients as pt
-from app.client.fhir.config import INS_SYSTEM, INS_TEST_SYSTEM
+from record import FhirClient, FhirConfig, FhirError
+from record import patients as pt
+from record.config import INS_SYSTEM, INS_TEST_SYSTEM
 from tests.fhir_support import IPP_SYSTEM, create, encounter, location, patient, unique_digits
 
 pytestmark = pytest.mark.asyncio

@@ -15,10 +15,10 @@ from pathlib import Path
 from app.cli import commands, record
 from app.client.documents import DocumentError
 from app.client.engine import EngineError
-from app.client.fhir.errors import FhirError
 from app.client.linking import LinkError
 from app.client.relay_api import RelayError, RelayUnavailable
 from crypto.key_wrap import WrongPassphraseError
+from record.errors import FhirError
 from storage.errors import StorageError
 from storage.members import RoomRole
 from storage.rooms import RoomKind

@@ -8,11 +8,11 @@ from datetime import date
 
 from app.cli import commands
 from app.client.engine import EngineError
-from app.client.fhir.client import FhirClient
-from app.client.fhir.config import FhirConfig
-from app.client.fhir.errors import FhirError
-from app.client.fhir.options import add_options, config_from
 from app.client.patient_rooms import PatientQuery, patient_context, search
+from record.client import FhirClient
+from record.config import FhirConfig
+from record.errors import FhirError
+from record.options import add_options, config_from
 from storage.messages import MessageKind
 from storage.rooms import PatientContext
 

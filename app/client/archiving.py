@@ -10,7 +10,7 @@ from __future__ import annotations
 from datetime import UTC, datetime
 
 from app.client.content import ArchivedContent, Reference
-from app.client.fhir.archive import (
+from record.archive import (
     RPPS_SYSTEM,
     ArchivedDocument,
     ArchivedMessage,
@@ -20,7 +20,7 @@ from app.client.fhir.archive import (
     receipt,
     transaction,
 )
-from app.client.fhir.config import FhirConfig
+from record.config import FhirConfig
 from storage.directory import DirectoryEntry
 from storage.messages import Message, MessageKind, MessageRef, NewMessage
 
@@ -48,7 +48,7 @@ async def send_to_record(config: FhirConfig, export: Export) -> ArchiveReceipt:
     # Imported here: the FHIR models cost the engine's startup half a second otherwise.
     from fhir.resources.R4B.practitioner import Practitioner
 
-    from app.client.fhir.client import FhirClient
+    from record.client import FhirClient
 
     async with FhirClient(config) as fhir:
         if export.author.rpps:

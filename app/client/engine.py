@@ -58,8 +58,6 @@ from app.client.events import (
     TransferProgress,
     UrgentReceived,
 )
-from app.client.fhir.archive import ArchiveReceipt, Export
-from app.client.fhir.config import FhirConfig
 from app.client.group_commit import GroupCommit
 from app.client.maintenance import (
     MaintenancePolicy,
@@ -89,6 +87,8 @@ from protocol import frames as fr
 from protocol import rest
 from protocol.encoding import B64, b64decode, b64encode
 from protocol.problems import Code, Problem
+from record.archive import ArchiveReceipt, Export
+from record.config import FhirConfig
 from storage.accounts import Account
 from storage.attachments import Attachment
 from storage.custody import KeyCustody, load_or_create_key

@@ -10,10 +10,10 @@ from datetime import date
 from fhir.resources.R4B.patient import Patient
 from pydantic import BaseModel, ConfigDict
 
-from app.client.fhir import patients
-from app.client.fhir.client import FhirClient
-from app.client.fhir.errors import FhirError
-from app.client.fhir.patients import PatientSummary, Stay
+from record import patients
+from record.client import FhirClient
+from record.errors import FhirError
+from record.patients import PatientSummary, Stay
 from storage.rooms import PatientContext, PatientIdentifier
 
 

@@ -7,12 +7,12 @@ import flet as ft
 import pytest
 
 from app.client.events import RoomChanged
-from app.client.fhir.config import INS_TEST_SYSTEM
-from app.client.fhir.environment import config_from_environment
 from app.ui.i18n import Translator
 from app.ui.newroom_view import NewRoomView
 from app.ui.viewmodels.newroom import NewRoom
 from app.ui.viewmodels.people import People
+from record.config import INS_TEST_SYSTEM
+from record.environment import config_from_environment
 from storage.custody import MemoryCustody
 from storage.rooms import PatientIdentifier, RoomKind
 from tests.engine_support import enroll

@@ -6,7 +6,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import date
 
-from app.client.fhir.config import INS_SYSTEM, INS_TEST_SYSTEM
+from record.config import INS_SYSTEM, INS_TEST_SYSTEM
 from storage.rooms import PatientContext
 
 _INS_SYSTEMS = (INS_SYSTEM, INS_TEST_SYSTEM)

@@ -12,14 +12,14 @@ from dataclasses import dataclass
 from datetime import date
 from typing import TYPE_CHECKING
 
-from app.client.fhir import FhirConfig, FhirError
-from app.client.fhir.config import INS_SYSTEM
-from app.client.fhir.environment import config_from_environment
+from record import FhirConfig, FhirError
+from record.config import INS_SYSTEM
+from record.environment import config_from_environment
 from storage.rooms import PatientContext, PatientIdentifier
 
 if TYPE_CHECKING:
-    from app.client.fhir.patients import PatientSummary, Stay
     from app.client.patient_rooms import PatientQuery
+    from record.patients import PatientSummary, Stay
 
 IPP_SYSTEM = "urn:liaison:ipp"  # the hospital's own patient number, until its OID is configured
 MAX_CANDIDATES = 20  # each costs a stay lookup; more means the search must be narrowed
@@ -84,9 +84,9 @@ class PatientPicker:
             return
         # Imported on the first record search: the FHIR models they load take half a second,
         # which the app's startup does not wait for.
-        from app.client.fhir.client import FhirClient
-        from app.client.fhir.patients import current_stay
         from app.client.patient_rooms import search as search_record
+        from record.client import FhirClient
+        from record.patients import current_stay
 
         try:
             query = self._record_query()

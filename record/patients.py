@@ -14,10 +14,10 @@ from fhir.resources.R4B.location import Location
 from fhir.resources.R4B.patient import Patient
 from pydantic import BaseModel, ConfigDict
 
-from app.client.fhir.client import FhirClient
-from app.client.fhir.config import INS_SYSTEMS
-from app.client.fhir.errors import FhirError
-from app.client.fhir.wire import reference_id
+from record.client import FhirClient
+from record.config import INS_SYSTEMS
+from record.errors import FhirError
+from record.wire import reference_id
 
 CURRENT_STATUSES = ("in-progress", "arrived")
 WARD, BED = "wa", "bd"  # location-physical-type codes

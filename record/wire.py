@@ -13,7 +13,7 @@ from urllib.parse import urlsplit
 from fhir.resources.R4B.resource import Resource
 from pydantic import ValidationError
 
-from app.client.fhir.errors import FhirError
+from record.errors import FhirError
 
 R = TypeVar("R", bound=Resource)
 

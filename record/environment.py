@@ -8,8 +8,8 @@ from argparse import Namespace
 from collections.abc import Mapping
 from pathlib import Path
 
-from app.client.fhir.config import FhirConfig
-from app.client.fhir.options import config_from
+from record.config import FhirConfig
+from record.options import config_from
 
 BASE_URL_ENV = "LIAISON_FHIR_BASE_URL"
 AUTH_KINDS = ("none", "bearer", "client-credentials")  # as the CLI's --auth

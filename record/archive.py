@@ -16,9 +16,9 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
-from app.client.fhir import pdf
-from app.client.fhir.config import INS_SYSTEMS
-from app.client.fhir.errors import FhirError
+from record import pdf
+from record.config import INS_SYSTEMS
+from record.errors import FhirError
 from storage.rooms import PatientContext
 
 EXPORT_SYSTEM = "urn:liaison:export"  # identifier system of everything Liaison archives

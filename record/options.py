@@ -12,7 +12,7 @@ from pathlib import Path
 
 from pydantic import ValidationError
 
-from app.client.fhir.config import BearerAuth, ClientCredentials, FhirConfig, NoAuth
+from record.config import BearerAuth, ClientCredentials, FhirConfig, NoAuth
 
 TOKEN_ENV = "LIAISON_FHIR_TOKEN"
 CLIENT_SECRET_ENV = "LIAISON_FHIR_CLIENT_SECRET"

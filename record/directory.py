@@ -14,10 +14,10 @@ from fhir.resources.R4B.practitioner import Practitioner
 from fhir.resources.R4B.practitionerrole import PractitionerRole
 from fhir.resources.R4B.resource import Resource
 
-from app.client.fhir.client import FhirClient
-from app.client.fhir.config import FINESS_SYSTEM
-from app.client.fhir.errors import FhirError
-from app.client.fhir.wire import reference_id
+from record.client import FhirClient
+from record.config import FINESS_SYSTEM
+from record.errors import FhirError
+from record.wire import reference_id
 
 _IDS_PER_SEARCH = 50  # ids per "_id=a,b,..." search, to keep URLs short
 

@@ -6,11 +6,11 @@ the thin httpx transport; every failure surfaces as one ``FhirError`` with a rea
 
 from typing import TYPE_CHECKING, Any
 
-from app.client.fhir.config import BearerAuth, ClientCredentials, FhirConfig, NoAuth
-from app.client.fhir.errors import FhirError
+from record.config import BearerAuth, ClientCredentials, FhirConfig, NoAuth
+from record.errors import FhirError
 
 if TYPE_CHECKING:
-    from app.client.fhir.client import FhirClient
+    from record.client import FhirClient
 
 __all__ = ["BearerAuth", "ClientCredentials", "FhirClient", "FhirConfig", "FhirError", "NoAuth"]
 
@@ -19,7 +19,7 @@ def __getattr__(name: str) -> Any:
     """``FhirClient`` on first use: its FHIR models take half a second to import, which the
     app's startup (it imports this package for the configuration) does not wait for."""
     if name == "FhirClient":
-        from app.client.fhir.client import FhirClient
+        from record.client import FhirClient
 
         return FhirClient
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -7,8 +7,8 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass
 
-from app.client.fhir.config import ClientCredentials
-from app.client.fhir.errors import FhirError
+from record.config import ClientCredentials
+from record.errors import FhirError
 
 EARLY_RENEWAL = 30.0  # seconds: renew before expiry so a request never carries a dying token
 DEFAULT_LIFETIME = 300.0  # when the answer has no expires_in (RFC 6749 makes it optional)

@@ -13,10 +13,10 @@ from typing import Any, Self
 
 import httpx
 
-from app.client.fhir import auth, wire
-from app.client.fhir.config import BearerAuth, ClientCredentials, FhirConfig
-from app.client.fhir.errors import FhirError
-from app.client.fhir.wire import R
+from record import auth, wire
+from record.config import BearerAuth, ClientCredentials, FhirConfig
+from record.errors import FhirError
+from record.wire import R
 
 FHIR_JSON = "application/fhir+json"
 
