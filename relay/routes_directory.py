@@ -1,4 +1,5 @@
-"""The directory: who works here, found by name, profession and service (never a phone).
+"""The directory: who works here, found by name, profession and service (never a phone), or
+by RPPS number (the admission feed names physicians so).
 
 Search matches the folded words in ``user_terms`` (indexed by kind and term) with a LIKE
 prefix, rather than scanning every name; pages are keyset-paginated on (search_name, id),
@@ -55,6 +56,8 @@ async def search(device: DeviceDep, relay: RelayDep,
                                          description="name word prefixes")] = "",
                  profession: rest.Profession | None = None,
                  service: Annotated[str | None, Query(min_length=1, max_length=200)] = None,
+                 rpps: Annotated[str | None, Query(
+                     pattern=r"^\d{11}$", description="exactly this RPPS number")] = None,
                  limit: Annotated[int, Query(ge=1, le=100)] = 20,
                  cursor: Annotated[str | None, Query(max_length=600)] = None,
                  include_disabled: Annotated[bool, Query(
@@ -71,6 +74,8 @@ async def search(device: DeviceDep, relay: RelayDep,
         conditions.append(users.c.profession == profession.value)
     if service is not None:
         conditions.append(has_term("service", user_terms.c.term == fold(service)))
+    if rpps is not None:
+        conditions.append(users.c.rpps == rpps)
     if cursor is not None:
         name, last_id = decode_cursor(cursor)
         conditions.append(or_(users.c.search_name > name,

@@ -97,8 +97,11 @@ def test_search_by_name_prefix_ignores_case_and_accents(served, q, expected):
     ({"service": "Réa"}, []),
     ({"q": "m", "profession": "physician"}, ["Dr Alice Martin", "Jean-Pierre Martin"]),
     ({"q": "e", "service": "cardiologie"}, ["Élodie Lefèvre"]),
+    ({"rpps": "10100000001"}, ["Dr Alice Martin"]),  # as the admission feed names physicians
+    ({"rpps": "10100000009"}, []),
+    ({"rpps": "10100000002", "profession": "physician"}, []),
 ])
-def test_filters_by_profession_and_service(served, params, expected):
+def test_filters_by_profession_service_and_rpps(served, params, expected):
     _, dev = served
     assert names(dev, **params) == expected
 
@@ -156,6 +159,8 @@ def test_pagination_walks_every_user_once(served):
     ({"limit": 0}, 422, "validation_failed"),
     ({"limit": 101}, 422, "validation_failed"),
     ({"profession": "astronaut"}, 422, "validation_failed"),
+    ({"rpps": "1010000000"}, 422, "validation_failed"),
+    ({"rpps": "1010000000%"}, 422, "validation_failed"),
     ({"cursor": "not-a-cursor"}, 400, "bad_request"),
     ({"include_disabled": "true"}, 403, "forbidden"),
 ])

@@ -1,16 +1,14 @@
 """Attending physicians found in the relay's directory by RPPS (PV1-7 carries no user id).
 
-The directory is searched by name, not by RPPS, so the bridge reads it whole, page by page,
-and keeps the RPPS → user map; a miss reads it again once, so a physician an administrator has
-just added is found when the dead letter is replayed.
+One exact lookup per RPPS not met before; a user found is kept, a miss is asked again next
+time, so a physician an administrator has just added is found when the dead letter is
+replayed.
 """
 
 from __future__ import annotations
 
 from app.client.relay_api import RelayClient
 from storage.accounts import Account
-
-PAGE = 100
 
 
 class StaffDirectory:
@@ -22,21 +20,14 @@ class StaffDirectory:
     async def user_of(self, rpps: str) -> str | None:
         """The active user with this RPPS, if the directory has one."""
         if rpps not in self._by_rpps:
-            await self._refresh()
-        return self._by_rpps.get(rpps)
-
-    async def _refresh(self) -> None:
-        if self._relay.token is None:
-            await self._relay.login(self._account.device_id, self._account.signature_private_key)
-        found: dict[str, str] = {}
-        cursor: str | None = None
-        while True:
-            page = await self._relay.directory(limit=PAGE, cursor=cursor)
-            found |= {user.rpps: user.id for user in page.users if user.rpps}
-            cursor = page.next_cursor
-            if cursor is None:
-                break
-        self._by_rpps = found
+            if self._relay.token is None:
+                await self._relay.login(self._account.device_id,
+                                        self._account.signature_private_key)
+            page = await self._relay.directory(rpps=rpps, limit=1)
+            if not page.users:
+                return None
+            self._by_rpps[rpps] = page.users[0].id
+        return self._by_rpps[rpps]
 
     async def aclose(self) -> None:
         await self._relay.aclose()

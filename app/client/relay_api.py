@@ -145,10 +145,10 @@ class RelayClient:
 
     # -- directory ---------------------------------------------------------------------------
     async def directory(self, q: str = "", *, profession: rest.Profession | None = None,
-                        service: str | None = None, limit: int = 20,
+                        service: str | None = None, rpps: str | None = None, limit: int = 20,
                         cursor: str | None = None) -> rest.DirectoryPage:
-        params = {"q": q, "profession": profession, "service": service, "limit": limit,
-                  "cursor": cursor}
+        params = {"q": q, "profession": profession, "service": service, "rpps": rpps,
+                  "limit": limit, "cursor": cursor}
         return await self._call(rest.DirectoryPage, "GET", "/v1/directory",
                                 params={k: v for k, v in params.items() if v is not None})
 
