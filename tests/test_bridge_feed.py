@@ -137,8 +137,15 @@ async def test_admission_transfer_and_discharge_reach_the_staff(relay, tmp_path)
                 await until(lambda: ward_of(physician, room_id) == "NEURO")
                 assert physician.engine.room_state(room_id).patient.bed == "310 A"
                 assert ward_of(neuro, room_id) == "NEURO"
+                # cardiology's team left the room; the physician, not a ward's, stays
+                await until(lambda: users_in(physician, room_id) == {
+                    feed.engine.user_id, physician.engine.user_id, neuro.engine.user_id})
 
                 await physician.engine.send_text(room_id, "Patiente installée en neuro")
+                await until(lambda: any(m.body == "Patiente installée en neuro"
+                                        for m in neuro.engine.messages(room_id)))
+                assert not any(m.body == "Patiente installée en neuro"
+                               for m in cardio.engine.messages(room_id))
                 discharge = adt("A03", "DIS-1", LEVEQUE, ward="NEURO", visit="VN-2026-01")
                 assert await hospital.send(discharge) == ("AA", "")
                 await until(lambda: physician.engine.room_state(room_id).archived)

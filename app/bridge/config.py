@@ -31,6 +31,10 @@ class BridgeConfig(BaseModel):
         None, description="identifier system of IPPs and visit numbers sent without an OID"
     )
     wards: dict[str, Ward] = {}
+    previous_ward_leaves: bool = Field(
+        True, description="on a transfer, the previous ward's team leaves the patient's room "
+                          "(those of them the new team or the attending physicians include stay)"
+    )
 
     @classmethod
     def load(cls, path: Path) -> BridgeConfig:

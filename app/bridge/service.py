@@ -1,11 +1,11 @@
 """The bridge proper: each ADT message applied to patient rooms through the bridge's own engine.
 
 An admission opens the stay's patient room (the attending physician and the ward's team as
-members, the patient in the encrypted room state); a transfer moves the banner and brings the
-new ward's team; a discharge archives the room; an update or a merge rewrites the patient
-context. Every message is answered (see app/bridge/ack.py) and none is lost: what cannot be
-applied goes to the ledger's dead letters, to be replayed once its cause is fixed. Messages
-are applied one at a time, in the order they arrive.
+members, the patient in the encrypted room state); a transfer moves the banner, brings the
+new ward's team and takes the previous ward's out; a discharge archives the room; an update
+or a merge rewrites the patient context. Every message is answered (see app/bridge/ack.py)
+and none is lost: what cannot be applied goes to the ledger's dead letters, to be replayed
+once its cause is fixed. Messages are applied one at a time, in the order they arrive.
 """
 
 from __future__ import annotations
@@ -159,10 +159,29 @@ class Bridge:
                                     discharged=False))
 
     async def _transfer(self, event: AdtEvent) -> None:
+        """The new ward's team joins first, so that the room is never without its carers; then
+        the previous ward's team leaves (need to know), unless the configuration keeps it;
+        the banner moves last, so that a replay after a failure still knows the previous
+        ward."""
         stay = self._stays(event.patient.identifiers, event)[0]
         members = await self._team(event)
         await self._engine.invite(stay.room_id, members)
+        previous = self._engine.room_state(stay.room_id).patient
+        if (self._config.previous_ward_leaves and previous is not None
+                and previous.ward and previous.ward != event.visit.ward):
+            await self._release(stay.room_id, previous.ward, keep=set(members))
         await self._set_context(stay, event)
+
+    async def _release(self, room_id: str, ward_code: str, *, keep: set[str]) -> None:
+        """Remove the members of the room who are the previous ward's team as configured now,
+        save those the new team keeps; a ward no longer configured removes no one."""
+        if ward_code not in self._config.wards:
+            log.info("ward %r is no longer configured: its team stays in the room", ward_code)
+            return
+        present = {m.user_id for m in self._engine.members(room_id)}
+        leaving = (set(self._ward_users(ward_code)) & present) - keep - {self._engine.user_id}
+        for user_id in sorted(leaving):
+            await self._engine.remove(room_id, user_id)
 
     async def _discharge(self, event: AdtEvent) -> None:
         stay = self._stays(event.patient.identifiers, event)[0]
@@ -206,10 +225,21 @@ class Bridge:
     async def _team(self, event: AdtEvent) -> list[str]:
         """The users of the patient's ward (configured) and the attending physician(s)."""
         ward_code = event.visit.ward or ""
-        ward = self._config.wards.get(ward_code)
-        if ward is None:
+        if ward_code not in self._config.wards:
             raise NotApplicable(ErrorCode.TABLE_VALUE_NOT_FOUND,
                                 f"PV1-3: ward {ward_code!r} is not in the bridge configuration")
+        users = self._ward_users(ward_code)
+        for rpps in event.visit.attending_rpps:
+            user_id = await self._staff.user_of(rpps)
+            if user_id is None:
+                raise NotApplicable(ErrorCode.UNKNOWN_KEY_IDENTIFIER,
+                                    f"PV1-7: no active user with RPPS {rpps} in the directory")
+            users.append(user_id)
+        return [u for u in dict.fromkeys(users) if u != self._engine.user_id]
+
+    def _ward_users(self, ward_code: str) -> list[str]:
+        """A configured ward's team: its listed users and its service room's members."""
+        ward = self._config.wards[ward_code]
         users = list(ward.users)
         if ward.service_room is not None:
             if ward.service_room not in {room.id for room in self._engine.rooms()}:
@@ -218,13 +248,7 @@ class Bridge:
                     f"ward {ward_code!r}: the bridge is not a member of its service room",
                 )
             users += [m.user_id for m in self._engine.members(ward.service_room)]
-        for rpps in event.visit.attending_rpps:
-            user_id = await self._staff.user_of(rpps)
-            if user_id is None:
-                raise NotApplicable(ErrorCode.UNKNOWN_KEY_IDENTIFIER,
-                                    f"PV1-7: no active user with RPPS {rpps} in the directory")
-            users.append(user_id)
-        return [u for u in dict.fromkeys(users) if u != self._engine.user_id]
+        return users
 
 
 def _sender(header: adt.Header) -> str:
