@@ -95,24 +95,28 @@ class Dev:
     async def reader(self, measuring: list[bool]) -> None:
         assert self.ws is not None
         async for raw in self.ws:
-            frame = json.loads(raw)
-            t = frame["type"]
-            if t == "accepted":
-                self.accepted += 1
-                self.inflight -= 1
-                self.slot.set()
-            elif t == "deliver":
-                env = frame["envelope"]
-                if env["kind"] == "application":
-                    sent = float(env["id"].split("_")[1]) / 1e9
-                    if measuring[0]:
-                        self.delivered += 1
-                        self.latencies.append(time.time() - sent)
-                self.pending_acks.append(frame["seq"])
-                if len(self.pending_acks) >= 32:
-                    await self.flush_acks()
-            elif t == "refused":
-                raise RuntimeError(f"refused: {frame}")
+            message = json.loads(raw)  # one frame, or an array of those ready together
+            for frame in message if isinstance(message, list) else [message]:
+                await self._take(frame, measuring)
+
+    async def _take(self, frame: dict, measuring: list[bool]) -> None:
+        t = frame["type"]
+        if t == "accepted":
+            self.accepted += 1
+            self.inflight -= 1
+            self.slot.set()
+        elif t == "deliver":
+            env = frame["envelope"]
+            if env["kind"] == "application":
+                sent = float(env["id"].split("_")[1]) / 1e9
+                if measuring[0]:
+                    self.delivered += 1
+                    self.latencies.append(time.time() - sent)
+            self.pending_acks.append(frame["seq"])
+            if len(self.pending_acks) >= 32:
+                await self.flush_acks()
+        elif t == "refused":
+            raise RuntimeError(f"refused: {frame}")
 
     async def flush_acks(self) -> None:
         if self.pending_acks and self.ws is not None:
