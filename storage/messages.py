@@ -15,7 +15,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from contextlib import nullcontext
-from dataclasses import dataclass, fields, replace
+from dataclasses import dataclass, fields
 from enum import StrEnum
 
 from storage.attachments import Attachment, AttachmentStore
@@ -123,13 +123,15 @@ class MessageStore:
         if envelope.client_id != message.ref.client_id:
             raise ValueError("the envelope must carry the message's client id")
         with self._db.transaction():
-            stored = self._insert(replace(message, status=MessageStatus.PENDING))
+            stored = self._insert(message, status=MessageStatus.PENDING)
             if stored is None:
                 raise ValueError(f"message {message.ref} is already cached")
             self._outbox.enqueue(envelope, now=message.local_ts, message_id=stored.id)
         return stored
 
-    def _insert(self, m: NewMessage) -> Message | None:
+    def _insert(self, m: NewMessage, *, status: MessageStatus | None = None) -> Message | None:
+        """``status``, if given, instead of the message's own."""
+        status = m.status if status is None else status
         reply = m.reply_to
         row = self._db.execute(
             "INSERT INTO messages (sender_device, client_id, room_id, sender_user, body,"
@@ -138,7 +140,7 @@ class MessageStore:
             " ON CONFLICT (sender_device, client_id) DO NOTHING RETURNING id",
             (
                 m.ref.sender_device, m.ref.client_id, m.room_id, m.sender_user, m.body,
-                m.local_ts, m.server_ts, m.kind.value, m.priority.value, m.status,
+                m.local_ts, m.server_ts, m.kind.value, m.priority.value, status,
                 None if reply is None else reply.sender_device,
                 None if reply is None else reply.client_id,
             ),
@@ -148,7 +150,9 @@ class MessageStore:
         message_id = row[0][0]
         if m.attachments:
             self._attachments.add(message_id, m.attachments)
-        return Message(**{name: getattr(m, name) for name in _NEW_FIELDS}, id=message_id)
+        fields_ = {name: getattr(m, name) for name in _NEW_FIELDS}
+        fields_["status"] = status
+        return Message(**fields_, id=message_id)
 
     def get(self, ref: MessageRef) -> Message | None:
         rows = self._load(

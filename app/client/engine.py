@@ -1012,12 +1012,8 @@ class Engine:
     def _member_group(self, room_id: str) -> Group:
         """The group a room id names (its group id, encoded): loaded, it costs no read."""
         self._usable()
-        try:
-            group_id = b64decode(room_id.removeprefix("r"))
-        except ValueError:
-            group_id = None
-        group = None if group_id is None or _room_id(group_id) != room_id else self._group(
-            group_id)
+        group_id = _group_id(room_id)
+        group = None if group_id is None else self._group(group_id)
         if group is None:
             raise EngineError(f"unknown room {room_id}")
         if not group.active:
@@ -2038,6 +2034,16 @@ def _room_id(group_id: bytes) -> str:
     """Every member names the room alike: after its group. The "r" keeps a room id from ever
     starting with "-", which a command line would take for an option."""
     return "r" + b64encode(group_id)
+
+
+@functools.lru_cache(maxsize=4096)  # every message sent names its room: decoded once per room
+def _group_id(room_id: str) -> bytes | None:
+    """The group a room id names, or None if it names none."""
+    try:
+        group_id = b64decode(room_id.removeprefix("r"))
+    except ValueError:
+        return None
+    return group_id if _room_id(group_id) == room_id else None
 
 
 def _client_id() -> str:
