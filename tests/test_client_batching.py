@@ -12,7 +12,7 @@ import pytest
 
 from app.client.connection import State
 from app.client.content import TextContent
-from app.client.engine import Engine
+from app.client.engine import Engine, EngineError
 from app.client.events import ConnectionChanged, MessageReceived, RoomChanged
 from crypto.group import Group
 from protocol import frames as fr
@@ -69,6 +69,39 @@ async def test_a_burst_is_stored_in_order_once_acknowledged_and_its_state_saved(
         event = await bob.next(MessageReceived)
         assert event.message.body == "après le redémarrage"  # acknowledged: nothing came again
         assert len(bob.engine.messages(room_id, limit=100)) == len(bodies) + 1
+    finally:
+        await asyncio.gather(alice.engine.stop(), bob.engine.stop())
+
+
+@pytest.mark.asyncio
+async def test_messages_posted_together_are_sealed_together_and_a_refused_one_fails_alone(
+    relay, tmp_path
+):
+    """Five texts sent at once share one seal (one transaction, one group-state write); one
+    for a room that does not exist fails on its own, the others arrive in order."""
+    custody = MemoryCustody()
+    alice, bob, room_id = await _pair(relay, tmp_path, custody)
+    sealed: list[int] = []
+    seal_all = alice.engine._seal_all
+
+    def counting(seals):  # type: ignore[no-untyped-def]
+        sealed.append(len(seals))
+        return seal_all(seals)
+
+    alice.engine._seal_all = counting  # type: ignore[method-assign]
+    try:
+        bodies = [f"bilan {i}" for i in range(5)]
+        results = await asyncio.gather(
+            *(alice.engine.send_text(room_id, body) for body in bodies[:3]),
+            alice.engine.send_text("rnot-a-room", "perdu"),
+            *(alice.engine.send_text(room_id, body) for body in bodies[3:]),
+            return_exceptions=True)
+        assert sealed == [6]
+        assert isinstance(results[3], EngineError) and "unknown room" in str(results[3])
+        await until(lambda: len(bob.engine.messages(room_id)) == len(bodies))
+        assert [m.body for m in bob.engine.messages(room_id)] == bodies
+        await until(lambda: alice.engine.unsent() == 0)
+        assert [m.body for m in alice.engine.messages(room_id)] == bodies
     finally:
         await asyncio.gather(alice.engine.stop(), bob.engine.stop())
 
