@@ -6,9 +6,10 @@ import asyncio
 from pathlib import Path
 
 from app.client.engine import Engine
-from app.client.events import Event
+from app.client.events import Event, RoomChanged
 from crypto.group import Group
 from storage.custody import MemoryCustody
+from storage.rooms import RoomKind
 from tests.relay_harness import RelayProcess
 
 
@@ -34,6 +35,22 @@ async def enroll(relay: RelayProcess, tmp_path: Path, name: str, custody: Memory
     engine = await Engine.enroll(tmp_path / name, relay.url, relay.invite(user_id), custody)
     await engine.start()
     return Watched(engine)
+
+
+async def pair(relay: RelayProcess, tmp_path: Path, custody: MemoryCustody, kind: RoomKind,
+               name: str, names: tuple[str, str] = ("alice", "bob"),
+               ) -> tuple[Watched, Watched, str]:
+    """Two enrolled devices and a room the first created with the second, which has joined it;
+    both are stopped if that fails."""
+    first = await enroll(relay, tmp_path, names[0], custody)
+    second = await enroll(relay, tmp_path, names[1], custody)
+    try:
+        room_id = await first.engine.create_room(kind, name, [second.engine.user_id])
+        await second.next(RoomChanged)
+    except BaseException:
+        await asyncio.gather(first.engine.stop(), second.engine.stop())
+        raise
+    return first, second, room_id
 
 
 async def until(predicate, timeout: float = 10.0) -> None:  # type: ignore[no-untyped-def]

@@ -13,20 +13,12 @@ import pytest
 from app.client.connection import State
 from app.client.content import TextContent
 from app.client.engine import Engine, EngineError
-from app.client.events import ConnectionChanged, MessageReceived, RoomChanged
+from app.client.events import ConnectionChanged, MessageReceived
 from crypto.group import Group
 from protocol import frames as fr
 from storage.custody import MemoryCustody
 from storage.rooms import RoomKind
-from tests.engine_support import Watched, enroll, group_of, until
-
-
-async def _pair(relay, tmp_path, custody):  # type: ignore[no-untyped-def]
-    alice = await enroll(relay, tmp_path, "alice", custody)
-    bob = await enroll(relay, tmp_path, "bob", custody)
-    room_id = await alice.engine.create_room(RoomKind.GROUP, "Réa", [bob.engine.user_id])
-    await bob.next(RoomChanged)
-    return alice, bob, room_id
+from tests.engine_support import Watched, group_of, pair, until
 
 
 def _stored_state(engine: Engine, room_id: str) -> bytes:
@@ -40,7 +32,7 @@ def _stored_state(engine: Engine, room_id: str) -> bytes:
 @pytest.mark.asyncio
 async def test_a_burst_is_stored_in_order_once_acknowledged_and_its_state_saved(relay, tmp_path):
     custody = MemoryCustody()
-    alice, bob, room_id = await _pair(relay, tmp_path, custody)
+    alice, bob, room_id = await pair(relay, tmp_path, custody, RoomKind.GROUP, "Réa")
     try:
         await bob.engine.stop()
         bodies = [f"constantes {i:02}" for i in range(40)]
@@ -80,7 +72,7 @@ async def test_messages_posted_together_are_sealed_together_and_a_refused_one_fa
     """Five texts sent at once share one seal (one transaction, one group-state write); one
     for a room that does not exist fails on its own, the others arrive in order."""
     custody = MemoryCustody()
-    alice, bob, room_id = await _pair(relay, tmp_path, custody)
+    alice, bob, room_id = await pair(relay, tmp_path, custody, RoomKind.GROUP, "Réa")
     sealed: list[int] = []
     seal_all = alice.engine._seal_all
 
@@ -111,7 +103,7 @@ async def test_a_bad_envelope_in_a_batch_changes_nothing_of_the_others(relay, tm
     """Real ciphertexts of Alice's group, handed to Bob's engine as one batch: a good one, a
     tampered copy of the next, a redelivery of the first, then the next one intact."""
     custody = MemoryCustody()
-    alice, bob, room_id = await _pair(relay, tmp_path, custody)
+    alice, bob, room_id = await pair(relay, tmp_path, custody, RoomKind.GROUP, "Réa")
     try:
         sender = group_of(alice.engine, room_id).clone()  # Alice's own state stays unused
         payloads = [sender.encrypt(TextContent(body=b).model_dump_json().encode())
@@ -143,7 +135,7 @@ async def test_a_bad_envelope_in_a_batch_changes_nothing_of_the_others(relay, tm
 @pytest.mark.asyncio
 async def test_start_with_the_relay_down_comes_up_offline_then_connects(relay, tmp_path):
     custody = MemoryCustody()
-    alice, bob, room_id = await _pair(relay, tmp_path, custody)
+    alice, bob, room_id = await pair(relay, tmp_path, custody, RoomKind.GROUP, "Réa")
     try:
         await alice.engine.stop()
         relay.stop(signal.SIGKILL)

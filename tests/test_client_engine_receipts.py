@@ -12,7 +12,7 @@ from app.client.events import MessageReceived, ReceiptReceived, RoomChanged, Urg
 from storage.custody import MemoryCustody
 from storage.rooms import RoomKind
 from storage.status import MessageStatus
-from tests.engine_support import enroll, until
+from tests.engine_support import enroll, pair, until
 
 URGENT = "Patient lit 12 désature"
 
@@ -20,11 +20,8 @@ URGENT = "Patient lit 12 désature"
 @pytest.mark.asyncio
 async def test_delivered_read_and_acknowledged(relay, tmp_path):
     custody = MemoryCustody()
-    alice = await enroll(relay, tmp_path, "alice", custody)
-    bob = await enroll(relay, tmp_path, "bob", custody)
+    alice, bob, room_id = await pair(relay, tmp_path, custody, RoomKind.DIRECT, "Avis")
     try:
-        room_id = await alice.engine.create_room(RoomKind.DIRECT, "Avis", [bob.engine.user_id])
-        await bob.next(RoomChanged)
         normal = await alice.engine.send_text(room_id, "Bilan demain")
         urgent = await alice.engine.send_text(room_id, URGENT, urgent=True)
         for _ in range(2):

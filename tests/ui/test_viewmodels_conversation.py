@@ -11,7 +11,7 @@ from app.ui.viewmodels.people import People
 from storage.custody import MemoryCustody
 from storage.rooms import RoomKind
 from storage.status import MessageStatus
-from tests.engine_support import enroll, until
+from tests.engine_support import enroll, pair, until
 from tests.forged_client import forced_commit
 
 
@@ -135,11 +135,9 @@ def _drain(watched) -> list:  # type: ignore[no-untyped-def]
 @pytest.mark.asyncio
 async def test_a_room_this_device_fell_out_of_step_with_says_so(relay, tmp_path):
     custody = MemoryCustody()
-    alice = await enroll(relay, tmp_path, "Alice Martin", custody)
-    bob = await enroll(relay, tmp_path, "Bruno Petit", custody)
+    alice, bob, room_id = await pair(relay, tmp_path, custody, RoomKind.GROUP, "Réa",
+                                     ("Alice Martin", "Bruno Petit"))
     try:
-        room_id = await alice.engine.create_room(RoomKind.GROUP, "Réa", [bob.engine.user_id])
-        await bob.next(RoomChanged)
         at_alice = Conversation(alice.engine, People(alice.engine), room_id)
         redrawn: list[bool] = []
         at_alice.observe(lambda: redrawn.append(at_alice.unreadable))

@@ -23,7 +23,7 @@ from app.ui.viewmodels.people import People
 from storage.custody import MemoryCustody
 from storage.messages import MessageRef, NewMessage
 from storage.rooms import PatientContext, PatientIdentifier, RoomKind
-from tests.engine_support import enroll, until
+from tests.engine_support import enroll, pair, until
 
 INS_TEST = "urn:oid:1.2.250.1.213.1.4.10"
 
@@ -35,11 +35,9 @@ def bubbles(conversation: Conversation) -> list[Bubble]:
 @pytest.mark.asyncio
 async def test_reply_edit_and_recall_reach_the_other_side(relay, tmp_path):
     custody = MemoryCustody()
-    alice = await enroll(relay, tmp_path, "Alice Martin", custody)
-    bob = await enroll(relay, tmp_path, "Bruno Petit", custody)
+    alice, bob, room_id = await pair(relay, tmp_path, custody, RoomKind.GROUP, "Garde",
+                                     ("Alice Martin", "Bruno Petit"))
     try:
-        room_id = await alice.engine.create_room(RoomKind.GROUP, "Garde", [bob.engine.user_id])
-        await bob.next(RoomChanged)
         people = People(bob.engine)
         await people.refresh()
         at_alice = Conversation(alice.engine, People(alice.engine), room_id)
@@ -95,11 +93,8 @@ async def test_reply_edit_and_recall_reach_the_other_side(relay, tmp_path):
 @pytest.mark.asyncio
 async def test_a_document_is_sent_fetched_and_saved_with_progress(relay, tmp_path):
     custody = MemoryCustody()
-    alice = await enroll(relay, tmp_path, "alice", custody)
-    bob = await enroll(relay, tmp_path, "bob", custody)
+    alice, bob, room_id = await pair(relay, tmp_path, custody, RoomKind.GROUP, "Imagerie")
     try:
-        room_id = await alice.engine.create_room(RoomKind.GROUP, "Imagerie", [bob.engine.user_id])
-        await bob.next(RoomChanged)
         at_alice = Conversation(alice.engine, People(alice.engine), room_id)
         at_bob = Conversation(bob.engine, People(bob.engine), room_id)
         seen: list[float] = []
