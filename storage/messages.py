@@ -205,11 +205,6 @@ class MessageStore:
         message_id = self.id_of(ref)
         return message_id is not None and advance(self._db, message_id, status)
 
-    def set_server_ts(self, ref: MessageRef, server_ts: float) -> str | None:
-        """``stamp`` for one message: its room id, or None if no such message is cached."""
-        (room_id,) = self.stamp([(ref, server_ts)])
-        return room_id
-
     def stamp(self, accepted: Sequence[tuple[MessageRef, float]]) -> list[str | None]:
         """One's own messages, accepted by the relay, take the relay's time: every device then
         orders the room's messages alike. The device's messages of the room still pending

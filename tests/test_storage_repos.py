@@ -190,7 +190,7 @@ def test_pending_messages_of_a_burst_stay_after_the_ones_the_relay_took(store: L
     pending("first", 1_000.5)
     pending("second", 1_000.6)
     pending("third", 1_000.7)
-    store.messages.set_server_ts(MessageRef(DEVICE, "first"), 1_000.9)  # taken after the rest
+    store.messages.stamp([(MessageRef(DEVICE, "first"), 1_000.9)])  # taken after the rest
     order = [m.ref.client_id for m in store.messages.latest("room-p1", limit=10)]
     assert order == ["old", "theirs", "first", "second", "third"]
     pending("fourth", 1_000.8)
