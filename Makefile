@@ -18,7 +18,8 @@ $(STAMP): pyproject.toml
 	@touch $@
 
 test: install
-	$(PY) -m pytest -n auto --dist worksteal
+	$(PY) -m pytest -n auto --dist worksteal -m "not browser"
+	$(PY) -m pytest -m browser
 
 # The app on a local demonstration relay (seeded on first run), signed in as a physician;
 # run-second opens another instance as a nurse, to chat between the two. ARGS passes options

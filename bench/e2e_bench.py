@@ -12,7 +12,8 @@ process of the machine shares: a worker stamps a message when its MessageReceive
 Figures, each on a line of its own as ``figure: NAME = VALUE UNIT``:
 - latency from ``send_text`` on one device to the message being stored on another (the
   moment its MessageReceived event fires), one message at a time: p50 and p99;
-- throughput with 8 messages in flight between two devices, received and stored per second;
+- throughput with 8 messages in flight between two devices, received and stored per second
+  (the median of three rounds, each printed too);
 - fan-out: time from ``send_text`` until all 50 members of a room have stored the message
   (p50 over several messages);
 - history: time for a newly linked device to receive and store a 5,000-message history, from
@@ -52,6 +53,42 @@ from tests.relay_harness import RelayProcess, running_relay
 
 def figure(name: str, value: float, unit: str) -> None:
     print(f"figure: {name} = {value:.2f} {unit}", flush=True)
+
+
+PROC = Path("/proc/self/stat")
+
+
+def _cpu_seconds(pid: int) -> float:
+    """User and system CPU time a process has used so far, all its threads (Linux's /proc)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+class CpuMeter:
+    """CPU time each process (the sender, the receivers' workers, the relay) spends during a
+    stretch of the bench: whether throughput is bound by the machine's cores or by the chain
+    from sender to relay to receiver and back, which waits on every step in turn."""
+
+    def __init__(self, processes: dict[str, list[int]]) -> None:
+        self._processes = processes
+        self._start = self._now()
+        self._wall = time.perf_counter()
+
+    def _now(self) -> dict[str, float]:
+        return {name: sum(_cpu_seconds(pid) for pid in pids)
+                for name, pids in self._processes.items()}
+
+    def report(self, prefix: str, messages: int) -> None:
+        wall = time.perf_counter() - self._wall
+        used = {name: cpu - self._start[name] for name, cpu in self._now().items()}
+        for name, cpu in used.items():
+            figure(f"{prefix}_cpu_{name}", cpu / messages * 1000, "ms/msg")
+        total = sum(used.values())
+        figure(f"{prefix}_cpu_total", total / messages * 1000, "ms/msg")
+        figure(f"{prefix}_cores_busy", total / wall, "cores")
+        # the rate at which this CPU cost would keep every core of the machine busy: no
+        # overlap of the chain's steps could send faster on this machine
+        figure(f"{prefix}_cpu_bound", (os.cpu_count() or 1) * messages / total, "msg/s")
 
 
 def percentile(values: list[float], q: float) -> float:
@@ -178,6 +215,9 @@ class RemoteDevices:
             self.user_ids += users.split()
         return self.user_ids
 
+    def pids(self) -> list[int]:
+        return [process.pid for process, _ in self._workers if process.pid is not None]
+
     def _read(self, conn: Connection, ready: asyncio.Future[str]) -> None:
         while conn.poll():
             for kind, value, at in conn.recv():
@@ -228,6 +268,10 @@ class Members:
         else:
             await joined(self._local, room_id)
 
+    def pids(self) -> list[int]:
+        """The receivers' worker processes (none when they run in this one)."""
+        return [] if self._remote is None else self._remote.pids()
+
     async def stop(self) -> None:
         if self._remote is not None:
             await self._remote.stop()
@@ -253,11 +297,11 @@ async def pipelined(
     async def writer() -> None:
         for i in counter:
             ref = await sender.send_text(room_id, f"pipelined {i}")
-            async with asyncio.timeout(60):
-                await arrivals.expect(ref.client_id).wait()
+            await arrivals.expect(ref.client_id).wait()
 
     started = time.perf_counter()
-    await asyncio.gather(*(writer() for _ in range(in_flight)))
+    async with asyncio.timeout(60 + n / 100):  # one deadline: a timer per message costs more
+        await asyncio.gather(*(writer() for _ in range(in_flight)))
     return n / (time.perf_counter() - started)
 
 
@@ -271,8 +315,18 @@ async def pair_figures(relay: RelayProcess, root: Path, messages: int, members: 
         latencies = await one_at_a_time(alice, room_id, members.arrivals, messages)
         figure("e2e_latency_p50", statistics.median(latencies), "ms")
         figure("e2e_latency_p99", percentile(latencies, 0.99), "ms")
-        rate = await pipelined(alice, room_id, members.arrivals, messages * 4, in_flight=8)
-        figure("e2e_throughput_8_in_flight", rate, "msg/s")
+        # This machine's speed drifts by ±10% within minutes: the median of three rounds
+        assert relay.proc is not None
+        receivers = members.pids()
+        cpu = CpuMeter({"sender": [os.getpid()], "relay": [relay.proc.pid]}
+                       | ({"receiver": receivers} if receivers else {})) if PROC.exists() else None
+        rates = [await pipelined(alice, room_id, members.arrivals, messages * 4, in_flight=8)
+                 for _ in range(3)]
+        for i, rate in enumerate(rates, 1):
+            figure(f"e2e_throughput_8_in_flight_round_{i}", rate, "msg/s")
+        figure("e2e_throughput_8_in_flight", statistics.median(rates), "msg/s")
+        if cpu is not None:  # Linux's /proc only
+            cpu.report("e2e_throughput", messages * 4 * len(rates))
     finally:
         await asyncio.gather(alice.stop(), members.stop())
 

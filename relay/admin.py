@@ -70,9 +70,9 @@ class AdminTx:
 async def admin_tx(data: DataDir) -> AsyncIterator[AdminTx]:
     config = data.load_config()
     url = data.db_url(config)
-    await upgrade_async(url)
     engine = make_engine(url, synchronous=config.sqlite_synchronous, writer=True)
     try:
+        await upgrade_async(url, engine)
         async with engine.begin() as conn:
             await lock_for_writing(conn)
             tx = AdminTx(conn, await AuditChain.load(conn))
@@ -87,9 +87,9 @@ async def admin_read(data: DataDir) -> AsyncIterator[AsyncConnection]:
     """Read-only commands: a plain connection, so the running relay is never held up."""
     config = data.load_config()
     url = data.db_url(config)
-    await upgrade_async(url)
     engine = make_engine(url, synchronous=config.sqlite_synchronous)
     try:
+        await upgrade_async(url, engine)
         async with engine.connect() as conn:
             yield conn
     finally:

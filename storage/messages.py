@@ -73,7 +73,7 @@ class Version:
 
 
 _NEW_FIELDS = tuple(f.name for f in fields(NewMessage))
-_BURST_SECONDS = 600.0  # how far back stamp looks for pending messages to move
+_BURST_SECONDS = 600.0  # how far back ``accepted`` looks for pending messages to move
 _COLUMNS = (
     "id, sender_device, client_id, room_id, sender_user, body, local_ts, server_ts, kind,"
     " priority, status, reply_to_device, reply_to_client, edited_at, recalled_at"
@@ -205,36 +205,48 @@ class MessageStore:
         message_id = self.id_of(ref)
         return message_id is not None and advance(self._db, message_id, status)
 
-    def stamp(self, accepted: Sequence[tuple[MessageRef, float]]) -> list[str | None]:
-        """One's own messages, accepted by the relay, take the relay's time: every device then
-        orders the room's messages alike. The device's messages of the room still pending
+    def accepted(self, frames: Sequence[tuple[str, float | None]]) -> list[tuple[str, str | None]]:
+        """Frames the relay stored, by client id, with the relay's time for each: their outbox
+        rows go, and the messages they carried are sent and take the relay's time, which
+        orders them on every device alike. The device's messages of the room still pending
         and written before that time move just after it: sent in a burst, the next one was
         written before the relay took this one, and must not show above it meanwhile. That
         move is made once per room, for the latest time (the relay's times only grow).
-        Returns each message's room id, or None where no such message is cached."""
-        room_ids: list[str | None] = []
+
+        Returns each frame whose outbox row went, with the room of the message it carried
+        (None for a receipt); a frame accepted before returns nothing. A status only moves
+        forward: a late acceptance does not undo "acknowledged"."""
+        taken: list[tuple[str, str | None]] = []
         latest: dict[str, float] = {}
-        for ref, server_ts in accepted:
-            row = self._db.execute(
-                "UPDATE messages SET server_ts = ? WHERE sender_device = ? AND client_id = ?"
-                " RETURNING room_id",
-                (server_ts, ref.sender_device, ref.client_id),
-            ).fetchone()
-            room_ids.append(None if row is None else str(row[0]))
-            if row is not None:
-                latest[row[0]] = max(server_ts, latest.get(row[0], server_ts))
-        # Same time, later row id: still in the order written. Only the outbox's messages,
-        # so it costs what is in flight, not what the room holds; only the last minutes'
-        # (a burst), so a backlog written long before stays where it was written. (The unary
-        # plus keeps the planner off the timeline index: it would read the whole room.)
-        for room_id, server_ts in latest.items():
-            self._db.execute(
-                "UPDATE messages SET local_ts = ?1 WHERE id IN (SELECT message_id FROM outbox"
-                " WHERE message_id IS NOT NULL) AND +room_id = ?2 AND server_ts IS NULL"
-                " AND local_ts >= ?1 - ?3 AND local_ts < ?1",
-                (server_ts, room_id, _BURST_SECONDS),
-            )
-        return room_ids
+        with self._db.transaction():
+            for client_id, server_ts in frames:
+                row = self._db.execute(
+                    "DELETE FROM outbox WHERE client_id = ? RETURNING message_id", (client_id,)
+                ).fetchone()
+                if row is None:
+                    continue
+                room = None if row[0] is None else self._db.execute(
+                    "UPDATE messages SET status = max(status, ?1),"
+                    " server_ts = coalesce(?2, server_ts) WHERE id = ?3 RETURNING room_id",
+                    (MessageStatus.SENT, server_ts, row[0]),
+                ).fetchone()
+                room_id = None if room is None else str(room[0])
+                taken.append((client_id, room_id))
+                if room_id is not None and server_ts is not None:
+                    latest[room_id] = max(server_ts, latest.get(room_id, server_ts))
+            # Same time, later row id: still in the order written. Only the outbox's
+            # messages, so it costs what is in flight, not what the room holds; only the last
+            # minutes' (a burst), so a backlog written long before stays where it was written.
+            # (The unary plus keeps the planner off the timeline index: it would read the
+            # whole room.)
+            for room_id, server_ts in latest.items():
+                self._db.execute(
+                    "UPDATE messages SET local_ts = ?1 WHERE id IN (SELECT message_id FROM"
+                    " outbox WHERE message_id IS NOT NULL) AND +room_id = ?2 AND server_ts IS"
+                    " NULL AND local_ts >= ?1 - ?3 AND local_ts < ?1",
+                    (server_ts, room_id, _BURST_SECONDS),
+                )
+        return taken
 
     def mark_read(self, room_id: str, upto: Message, *, reader_user: str) -> list[MessageRef]:
         """Mark others' messages of the room up to ``upto`` (in timeline order) as read; the

@@ -11,7 +11,6 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from storage.database import Database
-from storage.status import MessageStatus, advance
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -59,16 +58,6 @@ class Outbox:
             (client_id,),
         ).fetchone()
         return None if row is None else _entry(row)
-
-    def accepted(self, client_id: str) -> bool:
-        """The relay stored the frame: drop it, and mark the message it carried as sent."""
-        with self._db.transaction():
-            rows = self._db.execute(
-                "DELETE FROM outbox WHERE client_id = ? RETURNING message_id", (client_id,)
-            ).fetchall()
-            if rows and rows[0][0] is not None:
-                advance(self._db, rows[0][0], MessageStatus.SENT)
-        return bool(rows)
 
     def refused(self, client_id: str, *, reason: str, at: float) -> int | None:
         """The relay refused the frame for good: drop it, and record the message it carried

@@ -1,11 +1,17 @@
 """A real relay for tests: `liaison-relay init` + `serve` as a subprocess on 127.0.0.1,
 and small real clients (httpx for REST, websockets for delivery) acting as devices.
+
+Users and invitation codes, which the suite makes by the hundred, come from the same
+`liaison-relay user add` and `invite` commands run inside the test's process (``in_process``):
+starting Python again for each took most of the suite's time. Every other command, `init`
+first, runs as the subprocess an administrator would start.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import io
 import json
 import os
 import signal
@@ -14,6 +20,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -24,6 +31,7 @@ import websockets
 from crypto.primitives import ed25519_public, ed25519_sign
 from protocol.auth import enroll_proof_message, login_message
 from protocol.encoding import b64decode, b64encode
+from relay import cli as relay_cli
 
 PASSPHRASE = "correct horse battery staple"
 BIN = Path(sys.executable).parent / "liaison-relay"
@@ -42,6 +50,24 @@ def cli(data: Path, command: str, *args: str, check: bool = True) -> str:
     if check and out.returncode != 0:
         raise AssertionError(f"liaison-relay {command} failed: {out.stderr}")
     return out.stdout
+
+
+def in_process(data: Path, command: str, *args: str) -> str:
+    """Run `liaison-relay COMMAND --data DATA ARGS...` in this process (its own parser,
+    command and admin code) and return its stdout. In a thread: the command runs an event loop
+    of its own, and the caller may be inside one."""
+    out = io.StringIO()
+
+    def run() -> None:
+        with contextlib.redirect_stdout(out):
+            relay_cli.main([*command.split(), "--data", str(data), *args])
+
+    with ThreadPoolExecutor(1) as pool:
+        try:
+            pool.submit(run).result(timeout=120)
+        except SystemExit as e:
+            raise AssertionError(f"liaison-relay {command} failed: {e}") from None
+    return out.getvalue()
 
 
 @dataclass
@@ -101,11 +127,11 @@ class RelayProcess:
         self.proc = None
 
     def add_user(self, name: str, profession: str = "nurse", *extra: str) -> str:
-        return cli(self.data, "user add", "--name", name, "--profession", profession,
-                   *extra).split()[-1]
+        return in_process(self.data, "user add", "--name", name, "--profession", profession,
+                          *extra).split()[-1]
 
     def invite(self, user_id: str) -> str:
-        return cli(self.data, "invite", user_id).split()[-1]
+        return in_process(self.data, "invite", user_id).split()[-1]
 
 
 @contextlib.contextmanager

@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+import re
+import time
+
 import pytest
 
 from app.client.connection import Connection, State
-from app.client.engine import Engine
+from app.client.engine import Engine, _client_id
 from app.client.events import ConnectionChanged, MessageReceived, MessageSent, RoomChanged
+from protocol.frames import Send
 from storage.custody import MemoryCustody
 from storage.members import RoomRole
 from storage.rooms import RoomKind
@@ -124,3 +128,17 @@ async def test_redelivered_envelopes_are_stored_once(relay, tmp_path, monkeypatc
 
 async def _drop_acks(self: Connection, seqs: object) -> None:
     """Connection.ack whose frames never reach the relay."""
+
+
+def test_message_ids_made_one_after_another_sort_in_that_order_and_never_repeat():
+    """Time-ordered ids keep the cache's index on them growing at its end (one page per
+    commit, not one per message); 96 random bits keep them unique and unguessable."""
+    made = []
+    for _ in range(20):
+        made.append(_client_id())
+        time.sleep(0.002)
+    assert sorted(made) == made
+    burst = [_client_id() for _ in range(10_000)]
+    assert len(set(burst)) == len(burst)
+    assert all(re.fullmatch(r"m[0-9a-f]{12}[A-Za-z0-9_-]{16}", i) for i in burst)
+    Send(id=made[0], group_id=b"g", payload=b"p")  # the wire accepts it as a client id

@@ -19,12 +19,12 @@ from crypto.message import MLSMessage
 from protocol import rest
 from storage.custody import MemoryCustody
 from storage.members import RoomRole
-from storage.rooms import PatientContext, PatientIdentifier, RoomKind
-from tests.engine_support import Watched, enroll, group_of, until
+from storage.rooms import UNREADABLE_SETTING, PatientContext, PatientIdentifier, RoomKind
+from tests.engine_support import Watched, enroll, group_of, pair, until
 from tests.forged_client import forced_commit, forced_post
 
 PATIENT = PatientContext(
-    identifiers=(PatientIdentifier(system="urn:oid:1.2.250.1.213.1.4.8", value="2800175123456"),),
+    identifiers=(PatientIdentifier(system="urn:oid:1.2.250.1.213.1.4.10", value="2800175123456"),),
     family_name="Lefèvre",
     given_names=("Jeanne",),
     birth_date=date(1980, 1, 17),
@@ -175,6 +175,100 @@ async def test_receivers_refuse_what_breaks_the_rules(relay, tmp_path):
     finally:
         for w in (alice, bob, carol):
             await w.engine.stop()
+
+
+@pytest.mark.asyncio
+async def test_a_room_no_one_can_repair_in_place_is_opened_again_by_an_owner(relay, tmp_path):
+    """Bob's rename, refused by every other device, owners' included, leaves them unable to
+    read the room and no one to remove him in place: Alice opens it again as a new room,
+    without him."""
+    custody = MemoryCustody()
+    alice, bob, carol, dave = [
+        await enroll(relay, tmp_path, name, custody) for name in ("alice", "bob", "carol", "dave")
+    ]
+    user = {w: w.engine.user_id for w in (alice, bob, carol, dave)}
+    try:
+        room_id = await alice.engine.create_room(
+            RoomKind.PATIENT, "Mme Lefèvre", [user[bob], user[carol], user[dave]],
+            patient=PATIENT, retention_days=30)
+        for w in (bob, carol, dave):
+            await w.next(RoomChanged)
+        await alice.engine.set_role(room_id, user[carol], RoomRole.ADMIN)
+        await until(lambda: all(_role(w, room_id, user[carol]) is RoomRole.ADMIN
+                                for w in (bob, carol, dave)))
+        with pytest.raises(EngineError, match="reads the room"):
+            await alice.engine.recreate_room(room_id)
+
+        await forced_commit(bob, room_id, name="Renommée par Bob")
+        await bob.engine.send_text(room_id, "dans l'époque refusée")
+        for w in (alice, carol, dave):
+            await until(lambda w=w: w.engine.unreadable(room_id))
+        with pytest.raises(EngineError, match="owners and moderators"):
+            await dave.engine.recreate_room(room_id)
+        assert [r.id for r in dave.engine.rooms()] == [room_id]
+        # Nor may a plain member pass a room of their own off as its replacement.
+        claimed = dave.engine.room_state(room_id).model_copy(
+            update={"replaces": room_id, "roles": {user[dave]: RoomRole.OWNER}})
+        decoy = await dave.engine._open_room(claimed, [user[carol]])
+        while (await carol.next(RoomChanged)).room.id != decoy:
+            pass
+        assert carol.engine.replacement(room_id) is None
+
+        new_id = await alice.engine.recreate_room(room_id)
+        assert new_id != room_id
+        assert await alice.engine.recreate_room(room_id) == new_id  # a second tap: the same
+        for w in (carol, dave):
+            while (joined := (await w.next(RoomChanged)).room).id != new_id:
+                pass
+            assert (joined.kind, joined.name, joined.patient, joined.retention_days) == (
+                RoomKind.PATIENT, "Mme Lefèvre", PATIENT, 30)
+            assert not w.engine.unreadable(new_id)
+            # the old room, which they cannot read either, now leads to the new one
+            replacement = w.engine.replacement(room_id)
+            assert replacement is not None and replacement.id == new_id
+        # Carol, a moderator, reopening too finds Alice's room rather than open a third
+        assert await carol.engine.recreate_room(room_id) == new_id
+        state = carol.engine.room_state(new_id)
+        assert state.roles == {user[alice]: RoomRole.OWNER, user[carol]: RoomRole.ADMIN}
+        assert {m.user_id for m in carol.engine.members(new_id)} == {
+            user[alice], user[carol], user[dave]}  # not Bob, whose rename was refused
+        assert new_id not in {r.id for r in bob.engine.rooms()}
+
+        await alice.engine.send_text(new_id, "On reprend ici.")
+        received = await carol.next(MessageReceived)
+        assert (received.room.id, received.message.body) == (new_id, "On reprend ici.")
+        assert alice.engine.unreadable(room_id)  # the old room stays, until the user leaves it
+        assert alice.engine.replacement(room_id).id == new_id  # type: ignore[union-attr]
+        assert bob.engine.replacement(room_id) is None
+        # nothing new is written where nobody reads on any more
+        with pytest.raises(EngineError, match=f"opened again as 'Mme Lefèvre' \\({new_id}\\)"):
+            await carol.engine.send_text(room_id, "encore ici ?")
+        path = tmp_path / "note.txt"
+        path.write_text("bilan")
+        with pytest.raises(EngineError, match="opened again"):
+            await carol.engine.send_file(room_id, path)
+        # a device invited back into the old room (its Welcome clears the mark) writes there
+        with carol.engine._store.db.transaction():
+            carol.engine._store.settings.delete(UNREADABLE_SETTING + room_id)
+        assert carol.engine.replacement(room_id) is None
+    finally:
+        for w in (alice, bob, carol, dave):
+            await w.engine.stop()
+
+
+@pytest.mark.asyncio
+async def test_a_direct_room_is_not_reopened_without_the_other_person(relay, tmp_path):
+    alice, bob, room_id = await pair(relay, tmp_path, MemoryCustody(), RoomKind.DIRECT, "Avis")
+    try:
+        await forced_commit(bob, room_id, name="Renommée par Bob")
+        await bob.engine.send_text(room_id, "dans l'époque refusée")
+        await until(lambda: alice.engine.unreadable(room_id))
+        with pytest.raises(EngineError, match="other person's change was refused"):
+            await alice.engine.recreate_room(room_id)
+        assert [r.id for r in alice.engine.rooms()] == [room_id]  # no room for one
+    finally:
+        await alice.engine.stop()
+        await bob.engine.stop()
 
 
 @pytest.mark.asyncio

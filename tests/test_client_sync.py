@@ -19,7 +19,7 @@ from protocol.problems import Code, Problem
 from storage.custody import MemoryCustody
 from storage.rooms import RoomKind
 from storage.status import MessageStatus
-from tests.engine_support import Watched, enroll, group_of, until
+from tests.engine_support import Watched, enroll, group_of, pair, until
 from tests.relay_harness import Device
 
 
@@ -84,6 +84,24 @@ async def test_self_update_by_message_count_one_member_at_a_time(relay, tmp_path
 
 
 @pytest.mark.asyncio
+async def test_a_member_that_only_receives_renews_its_leaf_after_its_count(relay, tmp_path):
+    """The count is kept on receiving too (once per batch of deliveries): a nurse who only
+    reads a busy room still renews her keys."""
+    alice, bob, room_id = await pair(relay, tmp_path, MemoryCustody(), RoomKind.GROUP, "Réa")
+    try:
+        start = group_of(alice.engine, room_id).epoch
+        bob.engine.maintenance = MaintenancePolicy(update_after_messages=6)
+        bob.engine.delivered_receipt_devices = 0  # sealing a receipt would check it too
+        for i in range(6):
+            await alice.engine.send_text(room_id, f"constantes {i}")
+        await until(lambda: _epochs(room_id, alice, bob) == {start + 1})
+        await _converse(room_id, alice, "après la mise à jour de Bob", bob)
+    finally:
+        for w in (alice, bob):
+            await w.engine.stop()
+
+
+@pytest.mark.asyncio
 async def test_self_update_by_age_at_start(relay, tmp_path):
     custody = MemoryCustody()
     alice = await enroll(relay, tmp_path, "alice", custody)
@@ -111,6 +129,15 @@ async def _available(relay, engine: Engine) -> int:
         return (await client.key_package_count()).available
 
 
+async def _until_published(relay, engine: Engine, count: int) -> None:
+    """The engine keeps a KeyPackage's private half before uploading it: wait for the relay's
+    count, not the local one, and then check that both agree."""
+    async with asyncio.timeout(10):
+        while await _available(relay, engine) != count:
+            await asyncio.sleep(0.05)
+    assert engine._store.key_packages.one_time_count() == count
+
+
 @pytest.mark.asyncio
 async def test_key_packages_topped_up_at_start_and_after_a_welcome(relay, tmp_path):
     custody = MemoryCustody()
@@ -122,13 +149,11 @@ async def test_key_packages_topped_up_at_start_and_after_a_welcome(relay, tmp_pa
         bob = Watched(Engine.open(tmp_path / "bob", custody))
         bob.engine.maintenance = MaintenancePolicy(key_packages_low=25, key_packages_full=30)
         await bob.engine.start()
-        await until(lambda: bob.engine._store.key_packages.one_time_count() == 30)
-        assert await _available(relay, bob.engine) == 30
+        await _until_published(relay, bob.engine, 30)
 
         bob.engine.maintenance = MaintenancePolicy(key_packages_low=30, key_packages_full=30)
         await _room(alice, bob)  # claims one of Bob's KeyPackages, his Welcome consumes it
-        await until(lambda: bob.engine._store.key_packages.one_time_count() == 30)
-        assert await _available(relay, bob.engine) == 30
+        await _until_published(relay, bob.engine, 30)
     finally:
         for w in (alice, bob):
             await w.engine.stop()

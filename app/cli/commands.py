@@ -180,6 +180,11 @@ async def room_list(args: argparse.Namespace) -> int:
             room = line.room
             waiting = [f"{n} {what}" for n, what in ((line.unread, "unread"),
                                                      (line.unacknowledged_urgent, "URGENT")) if n]
+            replacement = engine.replacement(room.id) if line.unreadable else None
+            if replacement is not None:
+                waiting.append(f"UNREADABLE here: opened again as {replacement.id}")
+            elif line.unreadable:
+                waiting.append("UNREADABLE here: see `room reopen`")
             suffix = f"  ({', '.join(waiting)})" if waiting else ""
             print(f"{room.id}  {room.kind.value:<8} {room.name}{suffix}")
     return 0
@@ -203,6 +208,13 @@ async def room_leave(args: argparse.Namespace) -> int:
     async with _engine(args.profile, online=True) as engine:
         await _answered(engine.leave(args.room))
     print(f"left {args.room}")
+    return 0
+
+
+async def room_reopen(args: argparse.Namespace) -> int:
+    async with _engine(args.profile, online=True) as engine:
+        new_id = await _answered(engine.recreate_room(args.room))
+    print(f"Opened {args.room} again as a new room: {new_id}")
     return 0
 
 

@@ -155,6 +155,12 @@ def _add_room_parsers(rooms: argparse._SubParsersAction) -> None:
     leave = rooms.add_parser("leave", help="leave a room and forget it on this device")
     leave.add_argument("room")
     leave.set_defaults(run=commands.room_leave)
+    reopen = rooms.add_parser(
+        "reopen", help="open a room this device can no longer read again, as a new room with "
+        "the same members and roles, less those whose change it refused (owners and "
+        "moderators); the members' old room then leads there")
+    reopen.add_argument("room")
+    reopen.set_defaults(run=commands.room_reopen)
     rename = rooms.add_parser("rename", help="rename a room; owners and moderators")
     rename.add_argument("room")
     rename.add_argument("name")

@@ -118,3 +118,6 @@ class RoomState(_Model):
     patient: PatientContext | None = None  # the patient a patient room is about
     retention_days: int | None = Field(None, ge=1)  # None: kept until the user leaves
     archived: bool = False  # read-only for everyone (a discharged patient's room)
+    # the room this one was opened again for, which its members could no longer read
+    # (Engine.recreate_room): their devices then lead from the old room to this one
+    replaces: str | None = None

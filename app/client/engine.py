@@ -119,6 +119,8 @@ DOCUMENTS = "documents"  # the profile's document cache: ciphertext named by blo
 COMMIT_ATTEMPTS = 5  # a room that changes this often under us is not worth racing further
 CATCH_UP_SECONDS = 30.0  # how long a refused commit waits for the commits it missed
 REVOKED_DEVICES = "revoked_devices"  # settings key: device ids the relay's notices named
+REOPENED_SETTING = "room_reopened:"  # settings key prefix: the room a room was opened again as
+REFUSED_SETTING = "room_refused_from:"  # settings key prefix: users whose commit was refused
 ACK_BATCH_SECONDS = 0.02  # deliveries stored in this time are acknowledged together
 RECEIPT_BATCH_SECONDS = 0.05  # a burst of messages received in this time costs one receipt
 RETENTION_SWEEP_SECONDS = 3600.0  # how often rooms' retention periods are applied while online
@@ -690,7 +692,6 @@ class Engine:
     ) -> str:
         """A new room with every device of these users (and this user's other devices), each
         checked against the organisation's attestation first; this user owns it."""
-        connection = self._online()
         if kind is RoomKind.DIRECT and len(set(member_user_ids) - {self.user_id}) != 1:
             raise EngineError("a direct room is between this user and exactly one other")
         state = _state(
@@ -700,6 +701,83 @@ class Engine:
             patient=patient,
             retention_days=retention_days,
         )
+        return await self._open_room(state, member_user_ids)
+
+    async def recreate_room(self, room_id: str) -> str:
+        """Open a room this device can no longer read (see ``unreadable``) again, as a new
+        room: its kind, name, patient, retention, members and their roles as this device last
+        agreed on them, this user an owner, but none of the users whose commits it refused
+        there (an owner may invite them again). The remedy when the owners' own devices refused
+        a commit the relay took: then no one is left to remove and invite again in place.
+        Owners and moderators only; the old room stays, unreadable, with its history, until
+        the user leaves it, and leads to the new one on every member's device (see
+        ``replacement``)."""
+        group = self._member_group(room_id)
+        if not self.unreadable(room_id):
+            raise EngineError("this device reads the room: it needs no new room")
+        self._check(roles.check_manage, group)
+        state = _room_state(group)
+        if state.archived:
+            raise EngineError("the room is archived: it is read-only, not to be opened again")
+        reopened = self.replacement(room_id)
+        if reopened is not None:
+            return reopened.id  # a second tap, another window, or another owner was first
+        refused = self._refused_from(room_id)
+        members = [u for u in dict.fromkeys(m.user_id for m in self.members(room_id))
+                   if u != self.user_id and u not in refused]
+        if state.kind is RoomKind.DIRECT and not members:
+            raise EngineError("the other person's change was refused: start a new direct room "
+                              "with them only if you trust their device")
+        kept = {u: r for u, r in state.roles.items() if u in members}
+        state = state.model_copy(update={"roles": {**kept, self.user_id: RoomRole.OWNER},
+                                         "replaces": room_id})
+        new_id = await self._open_room(state, members)
+        with self._store.db.transaction():
+            self._store.settings.set(REOPENED_SETTING + room_id, new_id)
+        return new_id
+
+    def replacement(self, room_id: str) -> Room | None:
+        """The room that an owner or moderator opened again for this one while this device
+        cannot read it (see ``recreate_room``), if this device is in it. Invited back into the
+        old room, the device reads and writes there again."""
+        new_id = self._store.settings.get(REOPENED_SETTING + room_id)
+        if not isinstance(new_id, str) or not self.unreadable(room_id):
+            return None
+        return self._store.rooms.get(new_id)
+
+    def _check_not_replaced(self, room_id: str) -> None:
+        """No new message in a room opened again elsewhere: the others read on there, and one
+        written here would go unseen. Receipts, acknowledgements, edits and recalls still go."""
+        replacement = self.replacement(room_id)
+        if replacement is not None:
+            raise EngineError(f"the room was opened again as {replacement.name!r} "
+                              f"({replacement.id}): write there")
+
+    def _note_replacement(self, group: Group, room: Room) -> Room | None:
+        """A room joined that replaces one this device cannot read either: the old room then
+        leads to it. Only when its creator (leaf 0, who opened it) manages the old room as this
+        device last agreed on it, and had no commit refused there: no member may redirect a
+        room it does not manage, nor the offender a room it broke."""
+        replaced = _room_state(group).replaces
+        old = None if replaced is None else self._store.rooms.get(replaced)
+        if old is None or not self.unreadable(old.id):
+            return None
+        old_group = self._group(old.group_id)
+        creator = next((_user(c) for leaf, c in group.members() if leaf == 0), None)
+        if (old_group is None or creator is None or creator in self._refused_from(old.id)
+                or not roles.manages(_room_state(old_group), creator)):
+            log.warning("room %s claims to replace room %s: not taken", room.id, old.id)
+            return None
+        self._store.settings.set(REOPENED_SETTING + old.id, room.id)
+        return old
+
+    def _refused_from(self, room_id: str) -> set[str]:
+        """The users whose commits this device refused in the room."""
+        stored = self._store.settings.get(REFUSED_SETTING + room_id)
+        return {str(u) for u in stored} if isinstance(stored, list) else set()
+
+    async def _open_room(self, state: RoomState, member_user_ids: list[str]) -> str:
+        connection = self._online()
         device_ids: list[str] = []
         for user_id in dict.fromkeys([*member_user_ids, self.user_id]):
             listed = await self._relay.user_devices(user_id)
@@ -837,6 +915,8 @@ class Engine:
             self._store.groups.delete(group.group_id)
             self._activity.forget(room_id)
             self._store.settings.delete(UNREADABLE_SETTING + room_id)
+            self._store.settings.delete(REOPENED_SETTING + room_id)
+            self._store.settings.delete(REFUSED_SETTING + room_id)
         self._groups.pop(group.group_id, None)
         self._emit(RoomChanged(room, active=False))
 
@@ -1121,6 +1201,7 @@ class Engine:
     ) -> MessageRef:
         """Encrypt, store with its outbox row, then send; the message shows as pending until
         the relay accepts it, and is resent by every ``start`` until then."""
+        self._check_not_replaced(room_id)
         content = TextContent(
             body=body,
             urgent=urgent,
@@ -1361,6 +1442,7 @@ class Engine:
         self._online()
         group = self._member_group(room_id)
         self._check(roles.check_send, group)  # before uploading, not only when sealing
+        self._check_not_replaced(room_id)
         ref = MessageRef(self.device_id, _client_id())
         content = await documents.upload_file(
             self._relay,
@@ -1525,18 +1607,20 @@ class Engine:
         batch = self._batch = _Batch()
         try:
             with self._store.db.transaction(durable=False):
-                sent = []
+                accepted = []
                 for frame in frames:
                     if isinstance(frame, fr.Deliver):
                         self._receive(frame.envelope)
                         batch.seqs.append(frame.seq)
-                    elif self._store.outbox.accepted(frame.id) and frame.sent_at is not None:
-                        sent.append((MessageRef(self.device_id, frame.id), frame.sent_at))
-                self._sent(sent, batch)
+                    else:
+                        accepted.append((frame.id, frame.sent_at))
+                self._sent(self._store.messages.accepted(accepted), batch)
                 for group in batch.groups.values():
                     self._store.groups.save(
                         GroupRecord(group.group_id, group.epoch, group.export_state())
                     )
+                    # the self-update policy, once per room the batch moved
+                    self._update_if_due(_room_id(group.group_id), self._activity_of(group))
         except BaseException:
             for group_id in batch.groups:
                 self._groups.pop(group_id, None)  # back to the stored states
@@ -1562,14 +1646,14 @@ class Engine:
             await self._group_commit.durable()
             await connection.ack(seqs)
 
-    def _sent(self, sent: list[tuple[MessageRef, float]], batch: _Batch) -> None:
-        """Messages whose outbox rows the relay's acceptance dropped take the relay's time,
-        which orders them on every device alike (the sender's clock would put them elsewhere
-        on the sender's)."""
-        for (ref, _), room_id in zip(sent, self._store.messages.stamp(sent), strict=True):
+    def _sent(self, accepted: list[tuple[str, str | None]], batch: _Batch) -> None:
+        """Messages the relay accepted (by client id, with their room), which took the relay's
+        time: it orders them on every device alike, where the sender's clock would put them
+        elsewhere on the sender's."""
+        for client_id, room_id in accepted:
             room = None if room_id is None else self._store.rooms.get(room_id)
             if room is not None:
-                batch.events.append(MessageSent(room, ref))
+                batch.events.append(MessageSent(room, MessageRef(self.device_id, client_id)))
 
     def _refused(self, client_id: str, problem: Problem) -> None:
         """An outbox frame the relay refused: for good, it leaves the outbox and its message
@@ -1697,7 +1781,10 @@ class Engine:
                 self._store.rooms.save(room)
                 self._store.members.replace(room.id, self._members_of(group, room))
                 self._activity.renewed(room.id, at=time.time())  # a fresh leaf
+                replaced = self._note_replacement(group, room)
             self._emit(RoomChanged(room))
+            if replaced is not None:
+                self._emit(RoomChanged(replaced))
             self._in_background(self._top_up_key_packages())
             return
         log.warning(
@@ -1743,6 +1830,9 @@ class Engine:
             room = self._store.rooms.by_group(group.group_id)
             if room is not None:
                 self._rule_broken(room, committer, str(e))
+                with self._store.db.transaction():  # not invited back if the room is reopened
+                    self._store.settings.set(REFUSED_SETTING + room.id,
+                                             sorted(self._refused_from(room.id) | {committer}))
             return
         if event.removed_me:
             log.info("removed from room %s", _room_id(group.group_id))
@@ -1819,7 +1909,6 @@ class Engine:
         with self._in_batch_or_transaction():
             self._save_group(group)
             stored = self._store.messages.add_incoming(message)
-        self._update_if_due(room.id, self._activity_of(group))
         if stored is None:
             return
         self._emit(MessageReceived(room, stored))
@@ -1875,7 +1964,6 @@ class Engine:
                 room_id=room.id,
                 sender_user=self.user_id,
             )
-        self._update_if_due(room.id, self._activity_of(group))
         for ref in recorded:
             self._emit(ReceiptReceived(room, ref, sender_user, kind))
 
@@ -2047,9 +2135,14 @@ def _group_id(room_id: str) -> bytes | None:
 
 
 def _client_id() -> str:
-    """A message's id: 128 random bits. The "m" keeps it from ever starting with "-", which a
-    command line (``liaison ack ID``) would take for an option."""
-    return "m" + secrets.token_urlsafe(16)
+    """A message's id: the millisecond it was made (12 hex digits), then 96 random bits. Ids
+    made one after another sort together, so the cache's index on them grows at its end: with
+    128 random bits each message landed on another page of a large index, which a commit then
+    encrypted and wrote out. The relay learns when a message was written, which is when its
+    frame arrives unless the device was offline.
+    The "m" keeps it from ever starting with "-", which a command line (``liaison ack ID``)
+    would take for an option."""
+    return f"m{time.time_ns() // 1_000_000:012x}{secrets.token_urlsafe(12)}"
 
 
 def _new_profile(profile_dir: Path) -> None:

@@ -26,10 +26,16 @@ def role_of(state: RoomState, user_id: str) -> RoomRole:
     return state.roles.get(user_id, RoomRole.MEMBER)
 
 
+def manages(state: RoomState, user_id: str) -> bool:
+    """Whether the user is an owner or a moderator of the room (for a UI to offer what
+    ``check_manage`` allows)."""
+    return role_of(state, user_id) in MANAGERS
+
+
 def check_manage(state: RoomState, user_id: str) -> None:
     """Adding or removing other users and changing the room's state take an owner or a
     moderator."""
-    if role_of(state, user_id) not in MANAGERS:
+    if not manages(state, user_id):
         raise RuleBroken("only the room's owners and moderators may do that")
 
 

@@ -67,7 +67,9 @@ class ConversationListView:
         if row.urgent:
             badges.append(ft.Icon(ft.Icons.PRIORITY_HIGH, color=ft.Colors.RED, size=18,
                                   semantics_label=t("list.urgent")))
-        if row.unreadable:
+        if row.replaced:  # the subtitle says it in words
+            badges.append(ft.Icon(ft.Icons.ARROW_FORWARD, color=ft.Colors.DEEP_ORANGE, size=18))
+        elif row.unreadable:
             badges.append(ft.Icon(ft.Icons.WARNING_AMBER, color=ft.Colors.DEEP_ORANGE, size=18,
                                   semantics_label=t("list.unreadable")))
         if row.unread:
@@ -92,6 +94,9 @@ class ConversationListView:
 
 
 def _preview(row: RoomRow, t: Translator) -> str:
+    """The last message's start, or what matters more: the room was opened again elsewhere."""
+    if row.replaced:
+        return t("list.replaced")
     if row.time is None:
         return t("list.no_message")
     return row.preview if row.preview is not None else t("message.recalled")

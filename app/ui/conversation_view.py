@@ -35,8 +35,10 @@ class ConversationView:
         run: Callable[..., object],
         back: Callable[[], None] | None,
         update: Callable[[], None],
+        open_room: Callable[[str], None],
     ) -> None:
         self._model, self._t, self._run, self._update = model, t, run, update
+        self._open_room = open_room
         self._title = ft.Text(size=18, weight=ft.FontWeight.BOLD, expand=True)
         self._banner = ft.Container()
         self._unreadable = ft.Container()
@@ -108,6 +110,26 @@ class ConversationView:
             self._fresh_composer()
             await self._draft.focus()
 
+    def _unreadable_warning(self) -> ft.Control:
+        """The warning, and the way out: the room opened again, for every member once an owner
+        or moderator did, else for an owner or moderator to do."""
+        replacement = self._model.replacement
+        if replacement is not None:
+            warning = warning_banner(self._t("conversation.replaced", name=replacement.name))
+            label, icon = self._t("conversation.open_replacement"), ft.Icons.ARROW_FORWARD
+        else:
+            warning = warning_banner(self._t("conversation.unreadable"))
+            label, icon = self._t("conversation.reopen"), ft.Icons.RESTART_ALT
+        if not self._model.can_reopen:
+            return warning
+        return ft.Column([warning, ft.Button(
+            label, icon=icon, on_click=lambda _e: self._run(self._reopen))])
+
+    async def _reopen(self) -> None:
+        room_id = await self._model.reopen()
+        if room_id is not None:
+            self._open_room(room_id)
+
     def _fresh_composer(self) -> None:
         self._draft, self._urgent = self._new_composer()
         self.redraw()
@@ -158,8 +180,7 @@ class ConversationView:
         self._title.value = model.room_name
         patient = model.patient
         self._banner.content = None if patient is None else patient_banner(patient, t)
-        self._unreadable.content = (warning_banner(t("conversation.unreadable"))
-                                    if model.unreadable else None)
+        self._unreadable.content = self._unreadable_warning() if model.unreadable else None
         self._send_button.content = t("composer.send")
         self._error.value, self._error.visible = model.error or "", model.error is not None
         self._transfers.controls = self._upload_bars()

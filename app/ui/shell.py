@@ -137,7 +137,8 @@ class Shell:
             conversation = self._overlay_view()
         elif self._conversation is not None:
             back = self._close_conversation if self._phone else None
-            view = ConversationView(self._conversation, t, self.run, back, self._page.update)
+            view = ConversationView(self._conversation, t, self.run, back, self._page.update,
+                                    self._open)
             self._views.append(view)
             details = icon_button(ft.Icons.INFO_OUTLINE, t("details.open"),
                                   lambda _e: self._show(DETAILS))
@@ -203,6 +204,10 @@ class Shell:
         unread = self._list.unread
         page.title = t("app.title_unread", count=unread) if unread else t("app.title")
         notice = notifications.notice
+        if notice is None and self._snack is not None and self._snack.open:
+            # Seen: its room was opened. With a screen reader on, Flutter never times out a
+            # snack bar that has an action, and this one covers the composer.
+            self._snack.open = False
         if notice is not None and notice != self._shown:
             self._shown = notice
             if self._snack is not None and self._snack.open:  # replaced, not queued after it
@@ -212,6 +217,7 @@ class Shell:
                 action=None if self._lock.locked else t("notice.open"),
                 on_action=lambda _e: self._open_notice(notice),
                 on_dismiss=lambda _e: notifications.dismiss(notice),
+                show_close_icon=True,
                 duration=ft.Duration(milliseconds=int(NOTICE_SECONDS * 1000)))
             page.show_dialog(self._snack)
         if update:

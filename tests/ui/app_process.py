@@ -8,9 +8,11 @@ import socket
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 
-from playwright.sync_api import Browser, Page, expect
+from playwright.sync_api import Browser, Locator, Page, expect
+from playwright.sync_api import TimeoutError as PlaywrightTimeoutError
 
 from tests.relay_harness import free_port
 
@@ -55,15 +57,28 @@ class AppProcess:
                 self.proc.wait()
 
 
+SEMANTICS_ATTEMPTS = 3
+OPEN_PAGES: list[Page] = []  # the pages of the running test, described when it fails
+
+
 def open_app(browser: Browser, app: AppProcess, width: int = 1280, height: int = 800) -> Page:
     page = browser.new_page(viewport={"width": width, "height": height})
+    OPEN_PAGES.append(page)
     page.goto(app.url)
-    page.wait_for_selector("flt-semantics-placeholder", state="attached", timeout=60_000)
-    page.dispatch_event("flt-semantics-placeholder", "click")
+    placeholder = page.locator("flt-semantics-placeholder")
+    placeholder.wait_for(state="attached", timeout=60_000)
+    for attempt in range(SEMANTICS_ATTEMPTS):  # Flutter removes it once the tree is on
+        placeholder.dispatch_event("click")
+        try:
+            placeholder.wait_for(state="detached", timeout=15_000)
+            break
+        except PlaywrightTimeoutError:
+            if attempt == SEMANTICS_ATTEMPTS - 1:
+                raise
     return page
 
 
-TYPING_ATTEMPTS = 3
+TYPING_ATTEMPTS = 4
 
 
 def type_into(page: Page, label: str, text: str) -> None:
@@ -76,7 +91,7 @@ def type_into(page: Page, label: str, text: str) -> None:
         last = attempt == TYPING_ATTEMPTS - 1
         field.click(timeout=60_000)
         try:
-            expect(field).to_be_focused(timeout=10_000)
+            expect(field).to_be_focused(timeout=15_000)
         except AssertionError:
             if last:
                 raise
@@ -88,4 +103,18 @@ def type_into(page: Page, label: str, text: str) -> None:
             return
         except AssertionError:
             if last:
+                raise
+
+
+def click_until(button: Locator, done: Callable[[], None], *, attempts: int = 3) -> None:
+    """Click, then check ``done`` (an ``expect`` of what the click does); a busy machine may
+    drop a click, as a phone may miss a tap, and a nurse would tap again. Only for actions
+    that are harmless to repeat; it still fails if the action never takes effect."""
+    for attempt in range(attempts):
+        button.click(timeout=60_000)
+        try:
+            done()
+            return
+        except AssertionError:
+            if attempt == attempts - 1:
                 raise

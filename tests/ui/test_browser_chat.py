@@ -12,9 +12,10 @@ from pathlib import Path
 import pytest
 from playwright.sync_api import expect
 
-from tests.ui.app_process import AppProcess, open_app, type_into
+from tests.ui.app_process import AppProcess, click_until, open_app, type_into
 
 PATIENT_ROOM = "DURAND Jean"
+NOTICE = re.compile(r"\d+ nouveau\(x\) message\(s\)")  # how many, never what or who
 
 
 @pytest.fixture
@@ -35,13 +36,16 @@ def two_apps(tmp_path: Path) -> Iterator[tuple[AppProcess, AppProcess]]:
 def test_two_users_exchange_a_message_and_see_it_read(browser, two_apps, tmp_path):
     helene_app, chloe_app = two_apps
     chloe = open_app(browser, chloe_app)
-    chloe.get_by_role("button", name=re.compile(PATIENT_ROOM)).click(timeout=60_000)
+    # Once the room's last message has arrived (its row shows it), any notice is about it.
+    chloe.get_by_role("button", name=re.compile(f"{PATIENT_ROOM}.*Kaliémie")).click(
+        timeout=60_000)
     expect(chloe.get_by_role("textbox", name="Message")).to_be_visible(timeout=30_000)
+    # The notice of the room's messages closes with the room open (it covers the composer).
+    expect(chloe.get_by_role("group", name=NOTICE)).to_have_count(0, timeout=30_000)
 
     # The urgent message Hélène wrote while seeding waits for Chloé's acknowledgement.
     acknowledge = chloe.get_by_role("button", name="Confirmer la prise en compte")
-    acknowledge.click(timeout=60_000)
-    expect(acknowledge).to_have_count(0, timeout=60_000)
+    click_until(acknowledge, lambda: expect(acknowledge).to_have_count(0, timeout=20_000))
 
     type_into(chloe, "Message", "ECG fait, pas de trouble du rythme.")
     chloe.get_by_role("button", name="Envoyer").click()

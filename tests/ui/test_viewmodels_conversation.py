@@ -151,6 +151,53 @@ async def test_a_room_this_device_fell_out_of_step_with_says_so(relay, tmp_path)
         assert bubbles(at_alice) == []
         [row] = ConversationList(alice.engine).rows  # and the room list marks the room
         assert row.unreadable and not ConversationList(bob.engine).rows[0].unreadable
+
+        # Alice owns the room: she may open it again, as a new room without Bob, whose
+        # rename her device refused.
+        at_bob = Conversation(bob.engine, People(bob.engine), room_id)
+        assert at_alice.can_reopen and not at_bob.can_reopen  # Bob reads the room
+        new_id = await at_alice.reopen()
+        assert new_id is not None and new_id != room_id and at_alice.error is None
+        assert [m.user_id for m in alice.engine.members(new_id)] == [alice.engine.user_id]
+        assert not Conversation(alice.engine, People(alice.engine), new_id).unreadable
+        assert await at_bob.reopen() is None and at_bob.error is not None  # nothing to reopen
+        assert at_alice.replacement is not None and at_alice.replacement.id == new_id
+        assert [r.replaced for r in ConversationList(alice.engine).rows
+                if r.room_id == room_id] == [True]
     finally:
         await alice.engine.stop()
         await bob.engine.stop()
+
+
+@pytest.mark.asyncio
+async def test_a_plain_member_is_led_from_an_unreadable_room_to_its_replacement(relay, tmp_path):
+    """Carol may not open the room again herself; once Alice, its owner, has, Carol's old room
+    says where the conversation went and takes her there."""
+    custody = MemoryCustody()
+    alice, bob, carol = [await enroll(relay, tmp_path, name, custody)
+                         for name in ("alice", "bob", "carol")]
+    try:
+        room_id = await alice.engine.create_room(
+            RoomKind.GROUP, "Réa", [bob.engine.user_id, carol.engine.user_id])
+        for w in (bob, carol):
+            await w.next(RoomChanged)
+        at_carol = Conversation(carol.engine, People(carol.engine), room_id)
+        await forced_commit(bob, room_id, name="Renommée")
+        await bob.engine.send_text(room_id, "après le renommage")
+        await until(lambda: at_carol.unreadable and alice.engine.unreadable(room_id))
+        assert at_carol.replacement is None and not at_carol.can_reopen  # a plain member
+        assert [r.replaced for r in ConversationList(carol.engine).rows] == [False]
+
+        new_id = await alice.engine.recreate_room(room_id)
+        await until(lambda: at_carol.replacement is not None)
+        assert at_carol.replacement is not None and at_carol.replacement.name == "Réa"
+        assert at_carol.can_reopen and await at_carol.reopen() == new_id
+        assert at_carol.error is None
+        rows = {r.room_id: r for r in ConversationList(carol.engine).rows}
+        assert rows[room_id].replaced and not rows[new_id].replaced
+        at_carol.draft = "encore ici ?"
+        assert not await at_carol.send()  # the draft stays, and the error says where to write
+        assert at_carol.draft == "encore ici ?" and new_id in (at_carol.error or "")
+    finally:
+        for w in (alice, bob, carol):
+            await w.engine.stop()

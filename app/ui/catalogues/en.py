@@ -18,6 +18,7 @@ MESSAGES: dict[str, str] = {
     "list.empty": "No conversations",
     "list.no_message": "No message yet",
     "list.unreadable": "Unreadable on this device",
+    "list.replaced": "Opened again as a new room",
     "list.urgent": "Urgent, to acknowledge",
     "kind.direct": "Direct",
     "kind.group": "Group",
@@ -30,8 +31,15 @@ MESSAGES: dict[str, str] = {
     "conversation.unreadable": (
         "This device can no longer read this room's new messages: it refused a change "
         "to the room. An owner or moderator of the room can remove you and invite you "
-        "again; otherwise, create a new room."
+        "again, or open it again as a new room with the same members, except the author "
+        "of the refused change."
     ),
+    "conversation.reopen": "Open it again as a new room",
+    "conversation.replaced": (
+        "This room was opened again as a new room, “{name}”: the conversation goes on "
+        "there. What was read here stays readable here."
+    ),
+    "conversation.open_replacement": "Go to the new room",
     "composer.label": "Message",
     "composer.urgent": "Urgent",
     "composer.send": "Send",

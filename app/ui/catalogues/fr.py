@@ -18,6 +18,7 @@ MESSAGES: dict[str, str] = {
     "list.empty": "Aucune conversation",
     "list.no_message": "Pas encore de message",
     "list.unreadable": "Illisible sur cet appareil",
+    "list.replaced": "Rouvert dans un nouveau salon",
     "list.urgent": "Urgent à confirmer",
     "kind.direct": "Directe",
     "kind.group": "Groupe",
@@ -30,8 +31,15 @@ MESSAGES: dict[str, str] = {
     "conversation.unreadable": (
         "Cet appareil ne peut plus lire les nouveaux messages de ce salon : une "
         "modification du salon y a été refusée. Un responsable du salon peut vous en "
-        "retirer puis vous réinviter ; sinon, créez un nouveau salon."
+        "retirer puis vous réinviter, ou le rouvrir dans un nouveau salon avec les mêmes "
+        "membres, sauf l'auteur de la modification refusée."
     ),
+    "conversation.reopen": "Rouvrir dans un nouveau salon",
+    "conversation.replaced": (
+        "Ce salon a été rouvert dans un nouveau salon, « {name} » : la conversation "
+        "continue là-bas. Ce qui a été lu ici reste lisible ici."
+    ),
+    "conversation.open_replacement": "Aller au nouveau salon",
     "composer.label": "Message",
     "composer.urgent": "Urgent",
     "composer.send": "Envoyer",

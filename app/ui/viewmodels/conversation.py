@@ -23,10 +23,12 @@ from app.client.events import (
     RoomChanged,
     TransferProgress,
 )
+from app.client.roles import manages
 from app.ui.viewmodels.conversation_patient import PatientBanner, patient_banner
 from app.ui.viewmodels.observable import Observable
 from app.ui.viewmodels.people import People
 from storage.messages import Message, MessageKind, MessageRef, Priority
+from storage.rooms import Room
 from storage.status import MessageStatus
 
 PAGE = 50
@@ -154,6 +156,40 @@ class Conversation(Observable):
     def unreadable(self) -> bool:
         """This device fell out of step with the room: what arrives, it cannot read."""
         return self._engine.unreadable(self.room_id)
+
+    @property
+    def replacement(self) -> Room | None:
+        """The new room an owner or moderator opened again for this unreadable one."""
+        return self._engine.replacement(self.room_id)  # only while this device cannot read
+
+    @property
+    def can_reopen(self) -> bool:
+        """Unreadable here, and either opened again already (any member goes there) or this
+        user may open it again as a new room (an owner or a moderator, as this device last
+        knew the room)."""
+        if not self.unreadable:
+            return False
+        if self.replacement is not None:
+            return True
+        try:
+            state = self._engine.room_state(self.room_id)
+        except EngineError:  # left meanwhile
+            return False
+        return manages(state, self._engine.user_id)
+
+    async def reopen(self) -> str | None:
+        """The room opened again: the replacement there is, else a new room with its members
+        and roles (see ``Engine.recreate_room``); the new room's id, or None with ``error``
+        set."""
+        replacement = self.replacement
+        if replacement is not None:
+            return replacement.id
+        try:
+            return await self._engine.recreate_room(self.room_id)
+        except EngineError as e:
+            self.error = str(e)
+            self._changed()
+            return None
 
     @property
     def uploads(self) -> list[Transfer]:

@@ -32,6 +32,7 @@ class RoomRow:
     unread: int
     urgent: bool  # holds an urgent message this user has not acknowledged
     unreadable: bool  # this device can no longer read what arrives there
+    replaced: bool  # unreadable, and opened again as a new room (Engine.replacement)
 
 
 class ConversationList(Observable):
@@ -68,7 +69,8 @@ class ConversationList(Observable):
         overview = self._engine.room_overview()
         self.unread = sum(line.unread for line in overview)
         self.rows = [
-            _row(line, found.get(line.room.id))
+            _row(line, found.get(line.room.id),
+                 line.unreadable and self._engine.replacement(line.room.id) is not None)
             for line in overview
             if (self.kind is None or line.room.kind is self.kind)
             and (_matches(line.room.name, words) or line.room.id in found)
@@ -92,7 +94,7 @@ def _matches(name: str, words: list[str]) -> bool:
     return all(any(n.startswith(w) for n in name_words) for w in words)
 
 
-def _row(line: RoomOverview, passage: str | None) -> RoomRow:
+def _row(line: RoomOverview, passage: str | None, replaced: bool) -> RoomRow:
     """``passage``: the matching text a search found in the room, shown instead of the last
     message."""
     has_message = line.last_sender is not None
@@ -106,4 +108,5 @@ def _row(line: RoomOverview, passage: str | None) -> RoomRow:
         unread=line.unread,
         urgent=line.unacknowledged_urgent > 0,
         unreadable=line.unreadable,
+        replaced=replaced,
     )

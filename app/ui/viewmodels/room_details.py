@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from app.client.engine import Engine, EngineError
 from app.client.events import Event
 from app.client.relay_api import RelayError, RelayUnavailable
-from app.client.roles import MANAGERS, role_of
+from app.client.roles import manages, role_of
 from app.ui.viewmodels.conversation_patient import PatientBanner, patient_banner
 from app.ui.viewmodels.observable import Observable
 from app.ui.viewmodels.patient_picker import Candidate, PatientError, PatientPicker
@@ -90,7 +90,7 @@ class RoomDetails(Observable):
         self.name, self.kind = state.name, state.kind
         self.retention_days, self.archived = state.retention_days, state.archived
         self.patient = patient_banner(state.patient)
-        self.can_manage = role_of(state, me) in MANAGERS
+        self.can_manage = manages(state, me)
         self.members = sorted(
             (self._member(m.user_id, role_of(state, m.user_id), me)
              for m in self._engine.members(self.room_id)),
