@@ -412,6 +412,33 @@ def test_settings_hold_json_values(store: LocalStore) -> None:
     assert store.settings.get("muted") is None
 
 
+def test_settings_read_once_are_kept_until_changed_or_rolled_back(store: LocalStore) -> None:
+    """The engine asks a setting for every message sent: it is read from the database once,
+    and a change, a deletion or a rollback is never hidden by what was kept."""
+    statements: list[str] = []
+    store.db._connection.set_trace_callback(statements.append)
+    try:
+        assert store.settings.get("room_reopened:r1") is None
+        assert store.settings.get("room_reopened:r1") is None
+        assert len([s for s in statements if "FROM settings" in s]) == 1  # a missing key too
+
+        store.settings.set("muted", ["room-p1"])
+        mine = store.settings.get("muted")
+        assert isinstance(mine, list)
+        mine.append("changed by the caller")
+        assert store.settings.get("muted") == ["room-p1"]
+
+        with pytest.raises(RuntimeError), store.db.transaction():
+            store.settings.set("muted", ["room-s"])
+            assert store.settings.get("muted") == ["room-s"]
+            raise RuntimeError("the transaction fails")
+        assert store.settings.get("muted") == ["room-p1"]  # the rollback undid the set
+        store.settings.delete("muted")
+        assert store.settings.get("muted") is None
+    finally:
+        store.db._connection.set_trace_callback(None)
+
+
 # -- document cache -------------------------------------------------------------------------------
 def test_document_cache_round_trip_export_and_cleanup(tmp_path: Path) -> None:
     cache = DocumentCache(tmp_path / "documents")
