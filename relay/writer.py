@@ -2,8 +2,14 @@
 
 Operations are executed in batches, one transaction per batch, so thousands of messages a
 second cost a handful of statements and one commit. Nothing is acknowledged to anyone
-before its transaction has committed. A failing operation is rolled back to its own
+before its transaction is durable. A failing operation is rolled back to its own
 savepoint and fails alone.
+
+On SQLite, a batch of messages and acknowledgements is pushed to its recipients as soon as it
+has committed, while its fsync runs (see relay.sqlite_writer): a recipient gets it one fsync
+sooner, and the senders are still answered only once it is durable. Commits (the group's
+epochs) take the other path, pushed only once durable: a commit the relay forgot after a power
+cut, while members had applied it, would split the group.
 """
 
 from __future__ import annotations
@@ -24,7 +30,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from relay.audit import AuditChain, insert_rows
 from relay.db import envelopes, lock_for_writing, mailbox
-from relay.sqlite_writer import SqliteWriter
+from relay.sqlite_writer import NotDurableError, SqliteWriter
 
 log = logging.getLogger("liaison.relay.writer")
 
@@ -273,12 +279,28 @@ class Writer:
         mark = self.chain.mark()
         ids = (self._envelope_id, self._seq)
         tx: Tx | None = None
+        delivered = False
         try:
             if self.sqlite is not None and batch[0].fast:
                 await self._load_seen(None, batch)
                 tx = Tx(None, self)
                 results = await self._run_ops(tx, batch)
-                await self.sqlite.flush(*self._rows(tx))
+
+                def deliver(tx: Tx = tx) -> None:
+                    nonlocal delivered
+                    delivered = True
+                    if tx.envelopes:
+                        self.on_delivered(tx.envelopes)
+
+                try:
+                    await self.sqlite.flush(*self._rows(tx), committed=deliver)
+                except NotDurableError as e:
+                    # Stored, and perhaps delivered, but not on the disk for sure: the state
+                    # stays as the database has it; the senders resend, which is recognised.
+                    log.error("%s", e)
+                    self._committed(tx, [(p, False, RuntimeError("storage failure"))
+                                         for p, _, _ in results], mark, delivered=delivered)
+                    return
             else:
                 conn = await self._connection()
                 async with conn.begin():
@@ -293,7 +315,7 @@ class Writer:
             for fn in reversed(tx.undo if tx else []):
                 fn()
             raise
-        self._committed(tx, results, mark)
+        self._committed(tx, results, mark, delivered=delivered)
 
     async def _run_ops(self, tx: Tx, batch: list[_Pending]) -> list[tuple[_Pending, bool, Any]]:
         results: list[tuple[_Pending, bool, Any]] = []
@@ -314,8 +336,9 @@ class Writer:
         return results
 
     def _committed(self, tx: Tx, results: list[tuple[_Pending, bool, Any]],
-                   mark: tuple[int, bytes]) -> None:
-        """After COMMIT, and only then: remember ids, deliver, answer."""
+                   mark: tuple[int, bytes], *, delivered: bool) -> None:
+        """Once durable (or committed, for a NotDurableError), and only then: remember ids,
+        deliver (unless ``delivered`` already at the commit), answer."""
         self.batches += 1
         if self.on_audit_head is not None and self.chain.mark() != mark:
             self.on_audit_head(self.chain.seq, self.chain.head)
@@ -324,7 +347,7 @@ class Writer:
                 self._remember((e.sender_device, e.client_id), Stored(_epoch_after(e), e.sent_at))
         for fn in tx.after_commit:
             fn()
-        if tx.envelopes:
+        if tx.envelopes and not delivered:
             self.on_delivered(tx.envelopes)
         for p, ok, value in results:
             if p.future.done():
