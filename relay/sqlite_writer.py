@@ -108,30 +108,21 @@ class SqliteWriter:
         await self._call(write)
 
     def _sync_wal(self) -> None:
-        """One fsync of the write-ahead log, where the commits wait until a checkpoint (which
-        syncs what it moves into the main file)."""
-        wal = self.path.with_name(self.path.name + "-wal")
-        try:
-            if self._wal is None or os.fstat(self._wal).st_ino != os.stat(wal).st_ino:
-                self._close_wal()
-                # Kept open: closing a descriptor drops the process's POSIX locks on the file,
-                # which SQLite would not know of.
-                self._wal = os.open(wal, os.O_RDWR)
-        except FileNotFoundError:
-            return  # no log: everything is in the main file, synced by the checkpoint
+        """One fsync of the write-ahead log, where commits wait until a checkpoint (which syncs
+        what it moves into the main file). SQLite keeps that file while a connection is open,
+        and this writer's stays open as long as the descriptor: one open for its lifetime."""
+        if self._wal is None:
+            self._wal = os.open(self.path.with_name(self.path.name + "-wal"), os.O_RDWR)
         os.fsync(self._wal)
-
-    def _close_wal(self) -> None:
-        if self._wal is not None:
-            os.close(self._wal)
-            self._wal = None
 
     async def close(self) -> None:
         def close() -> None:
             if self._conn is not None:
                 self._conn.close()
                 self._conn = None
-            self._close_wal()
+            if self._wal is not None:
+                os.close(self._wal)
+                self._wal = None
 
         await self._call(close)
         self._pool.shutdown()
