@@ -99,7 +99,7 @@ class SqliteWriter:
                 db.execute("ROLLBACK")
                 raise
             loop.call_soon_threadsafe(committed)  # before this call's own answer: in order
-            if self.synchronous == "FULL":
+            if self.synchronous == "FULL" and (envelopes or mailbox or audit or acked):
                 try:
                     self._sync_wal()
                 except OSError as e:
@@ -112,7 +112,10 @@ class SqliteWriter:
         what it moves into the main file). SQLite keeps that file while a connection is open,
         and this writer's stays open as long as the descriptor: one open for its lifetime."""
         if self._wal is None:
-            self._wal = os.open(self.path.with_name(self.path.name + "-wal"), os.O_RDWR)
+            try:
+                self._wal = os.open(self.path.with_name(self.path.name + "-wal"), os.O_RDWR)
+            except FileNotFoundError:
+                return  # no log: everything is in the main file, synced by the checkpoint
         os.fsync(self._wal)
 
     async def close(self) -> None:

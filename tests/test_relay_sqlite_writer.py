@@ -181,3 +181,18 @@ def test_the_writer_answers_no_sender_of_a_batch_that_did_not_sync_and_knows_it_
 
     asyncio.run(run())
     assert _stored(database) == ["c1", "c2"]
+
+
+def test_a_batch_that_writes_nothing_costs_no_fsync(database: Path, fsyncs: list[str]) -> None:
+    """A batch of resends already stored (the relay answers them from memory) writes no row."""
+    async def run() -> None:
+        writer = SqliteWriter(database, "FULL")
+        try:
+            await writer.flush([], [], [], [], lambda: None)
+            await writer.flush([_envelope(1)], [], [], [], lambda: None)
+        finally:
+            await writer.close()
+
+    asyncio.run(run())
+    assert len(fsyncs) == 1
+    assert _stored(database) == ["c1"]
