@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 import sqlite3
 import time
@@ -279,27 +280,22 @@ class Writer:
         mark = self.chain.mark()
         ids = (self._envelope_id, self._seq)
         tx: Tx | None = None
-        delivered = False
+        # SQLite's hot path, which pushes the batch at its commit, before flush returns
+        sqlite = self.sqlite if batch[0].fast else None
         try:
-            if self.sqlite is not None and batch[0].fast:
+            if sqlite is not None:
                 await self._load_seen(None, batch)
                 tx = Tx(None, self)
                 results = await self._run_ops(tx, batch)
-
-                def deliver(tx: Tx = tx) -> None:
-                    nonlocal delivered
-                    delivered = True
-                    if tx.envelopes:
-                        self.on_delivered(tx.envelopes)
-
                 try:
-                    await self.sqlite.flush(*self._rows(tx), committed=deliver)
+                    await sqlite.flush(*self._rows(tx), committed=functools.partial(
+                        self._deliver, tx.envelopes))
                 except NotDurableError as e:
-                    # Stored, and perhaps delivered, but not on the disk for sure: the state
-                    # stays as the database has it; the senders resend, which is recognised.
+                    # Stored and delivered, but not on the disk for sure: the state stays as
+                    # the database has it; the senders resend, which is recognised.
                     log.error("%s", e)
                     self._committed(tx, [(p, False, RuntimeError("storage failure"))
-                                         for p, _, _ in results], mark, delivered=delivered)
+                                         for p, _, _ in results], mark, delivered=True)
                     return
             else:
                 conn = await self._connection()
@@ -315,7 +311,7 @@ class Writer:
             for fn in reversed(tx.undo if tx else []):
                 fn()
             raise
-        self._committed(tx, results, mark, delivered=delivered)
+        self._committed(tx, results, mark, delivered=sqlite is not None)
 
     async def _run_ops(self, tx: Tx, batch: list[_Pending]) -> list[tuple[_Pending, bool, Any]]:
         results: list[tuple[_Pending, bool, Any]] = []
@@ -347,8 +343,8 @@ class Writer:
                 self._remember((e.sender_device, e.client_id), Stored(_epoch_after(e), e.sent_at))
         for fn in tx.after_commit:
             fn()
-        if tx.envelopes and not delivered:
-            self.on_delivered(tx.envelopes)
+        if not delivered:
+            self._deliver(tx.envelopes)
         for p, ok, value in results:
             if p.future.done():
                 continue
@@ -356,6 +352,10 @@ class Writer:
                 p.future.set_result(value)
             else:
                 p.future.set_exception(value)
+
+    def _deliver(self, envelopes: list[NewEnvelope]) -> None:
+        if envelopes:
+            self.on_delivered(envelopes)
 
     def _rows(self, tx: Tx) -> tuple[list[dict[str, Any]], ...]:
         expires = tx.now + self.message_ttl
